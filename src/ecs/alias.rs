@@ -1,0 +1,198 @@
+//! Where each document field lives in the raw audit event, so rules can run on the raw event.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::document::{
+    converted_source_ips, dedot_keys, indexed_audit, outcome_of, related_ips, related_users,
+};
+use super::fields::{drop_empty_values, field_values, is_empty};
+use super::{DATASET, DATA_STREAM_NAMESPACE, DATA_STREAM_TYPE};
+
+/// A per-event computation on the raw event. It returns `Null` when the field is missing and an
+/// array when the field has several values.
+pub type ComputeField = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
+/// How to read one document field from the raw audit event. Resolve it once per rule.
+#[derive(Clone)]
+pub enum RawSource {
+    /// The dotted path in the raw event, read like the document is read (see
+    /// [`field_values`](super::field_values)): keys containing dots match several segments,
+    /// arrays are transparent, and `null`, `""`, `{}`, `[]` (at any depth) are missing because the
+    /// document never holds them. A reader that skips that last rule would see raw `""` values the
+    /// document does not have.
+    Path(Vec<String>),
+    /// The same value for every event.
+    Constant(Value),
+    /// Derived from the raw event (cheap: small lookups, no document is built).
+    Computed(ComputeField),
+    /// A field the document never has, whatever the event (`requestObject.metadata…`).
+    Missing,
+    /// `event.ingested`: the processing time the caller gives [`normalize`](super::normalize); the
+    /// raw event does not hold it.
+    IngestTime,
+}
+
+impl fmt::Debug for RawSource {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Path(segments) => formatter.debug_tuple("Path").field(segments).finish(),
+            Self::Constant(value) => formatter.debug_tuple("Constant").field(value).finish(),
+            Self::Computed(_) => formatter.write_str("Computed(..)"),
+            Self::Missing => formatter.write_str("Missing"),
+            Self::IngestTime => formatter.write_str("IngestTime"),
+        }
+    }
+}
+
+impl RawSource {
+    /// The field's values for the raw event `raw`, as [`field_values`](super::field_values)
+    /// would read them from the document. [`RawSource::IngestTime`] yields nothing here.
+    pub fn values<'a>(&'a self, raw: &'a Value) -> Vec<Cow<'a, Value>> {
+        match self {
+            Self::Path(segments) => field_values(raw, segments),
+            Self::Constant(value) => field_values(value, &[] as &[&str]),
+            Self::Computed(compute) => field_values(&compute(raw), &[] as &[&str])
+                .into_iter()
+                .map(|value| Cow::Owned(value.into_owned()))
+                .collect(),
+            Self::Missing | Self::IngestTime => Vec::new(),
+        }
+    }
+}
+
+/// Where the document field `ecs_field` (dotted, e.g. `user.name`) comes from in the raw event;
+/// `None` for a field the document never has, which the caller treats as missing.
+///
+/// Object-valued fields outside `kubernetes.audit` (`user`, `orchestrator.resource`, …) are
+/// `None`: rules compare leaf values. Everything under `kubernetes.audit` resolves.
+pub fn raw_source(ecs_field: &str) -> Option<RawSource> {
+    use RawSource::{Computed, Constant, IngestTime, Path};
+    let source = match ecs_field {
+        "@timestamp" => path(&["stageTimestamp"]),
+        "data_stream.type" => Constant(DATA_STREAM_TYPE.into()),
+        "data_stream.dataset" | "event.dataset" => Constant(DATASET.into()),
+        "data_stream.namespace" => Constant(DATA_STREAM_NAMESPACE.into()),
+        "event.kind" => Constant("event".into()),
+        "event.action" => path(&["verb"]),
+        "event.outcome" => computed(|audit| outcome_of(audit).map_or(Value::Null, Value::from)),
+        "event.ingested" => IngestTime,
+        "user.name" => path(&["user", "username"]),
+        "user.id" => path(&["user", "uid"]),
+        "user_agent.original" => path(&["userAgent"]),
+        "source.ip" | "client.ip" => {
+            computed(|audit| converted_source_ips(audit).unwrap_or(Value::Null))
+        }
+        "related.ip" => computed(|audit| {
+            converted_source_ips(audit).map_or(Value::Null, |ips| related_ips(&ips))
+        }),
+        "related.user" => computed(related_users),
+        "orchestrator.type" => Constant("kubernetes".into()),
+        "orchestrator.api_version" => path(&["apiVersion"]),
+        "orchestrator.namespace" => path(&["objectRef", "namespace"]),
+        "orchestrator.resource.type" => path(&["objectRef", "resource"]),
+        "orchestrator.resource.name" => path(&["objectRef", "name"]),
+        "kubernetes" => computed(|audit| serde_json::json!({ "audit": audit_document(audit) })),
+        "kubernetes.audit" => computed(audit_document),
+        other => return audit_source(other.strip_prefix("kubernetes.audit.")?),
+    };
+    Some(source)
+}
+
+/// `kubernetes.audit.<rest>`: the raw path `<rest>`, except where the document differs.
+fn audit_source(rest: &str) -> Option<RawSource> {
+    let segments: Vec<&str> = rest.split('.').collect();
+    if segments.iter().any(|segment| segment.is_empty()) {
+        return None;
+    }
+    let source = match segments.as_slice() {
+        ["annotations"] => computed(|audit| {
+            audit
+                .get("annotations")
+                .and_then(Value::as_object)
+                .map_or(Value::Null, |annotations| Value::Object(dedot_keys(annotations)))
+        }),
+        ["annotations", name, inner @ ..] => annotation_source(name, inner),
+        [object @ ("requestObject" | "responseObject")] => {
+            let object = (*object).to_owned();
+            computed(move |audit| {
+                audit
+                    .get(&object)
+                    .map_or(Value::Null, without_object_metadata)
+            })
+        }
+        ["requestObject" | "responseObject", "metadata", ..] => RawSource::Missing,
+        _ => path(&segments),
+    };
+    Some(source)
+}
+
+/// `kubernetes.audit.annotations.<name>…`: `<name>` is dedotted, so it matches the raw key that
+/// becomes `<name>` once its dots are `_` (`authorization_k8s_io/decision` reads
+/// `authorization.k8s.io/decision`; `round_0_index_2` keys keep their own `_`). The last
+/// matching key wins, as in the document.
+fn annotation_source(name: &str, inner: &[&str]) -> RawSource {
+    let name = name.to_owned();
+    let inner: Vec<String> = inner.iter().map(|segment| (*segment).to_owned()).collect();
+    computed(move |audit| {
+        let Some(Value::Object(annotations)) = audit.get("annotations") else {
+            return Value::Null;
+        };
+        let Some(value) = annotations
+            .iter()
+            .rev()
+            .find_map(|(key, value)| is_dedotted(key, &name).then_some(value))
+        else {
+            return Value::Null;
+        };
+        let mut values: Vec<Value> = field_values(value, &inner)
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect();
+        match values.len() {
+            0 => Value::Null,
+            1 => values.swap_remove(0),
+            _ => Value::Array(values),
+        }
+    })
+}
+
+/// Whether `raw_key` with every `.` replaced by `_` equals `dedotted`, without allocating.
+fn is_dedotted(raw_key: &str, dedotted: &str) -> bool {
+    raw_key.len() == dedotted.len()
+        && raw_key
+            .bytes()
+            .zip(dedotted.bytes())
+            .all(|(raw, indexed)| raw == indexed || (raw == b'.' && indexed == b'_'))
+}
+
+/// `kubernetes.audit` as the document holds it. Copies the whole event: meant for rules that
+/// read the object itself, not for leaf fields.
+fn audit_document(audit: &Map<String, Value>) -> Value {
+    let mut document = Value::Object(indexed_audit(audit));
+    drop_empty_values(&mut document);
+    document
+}
+
+fn without_object_metadata(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Value::Object(map) = &mut object {
+        map.remove("metadata");
+    }
+    drop_empty_values(&mut object);
+    if is_empty(&object) { Value::Null } else { object }
+}
+
+fn path(segments: &[&str]) -> RawSource {
+    RawSource::Path(segments.iter().map(|segment| (*segment).to_owned()).collect())
+}
+
+/// Wraps a computation on the event object; anything else (not an audit event) yields nothing.
+fn computed(compute: impl Fn(&Map<String, Value>) -> Value + Send + Sync + 'static) -> RawSource {
+    RawSource::Computed(Arc::new(move |raw: &Value| {
+        raw.as_object().map_or(Value::Null, &compute)
+    }))
+}

@@ -1,0 +1,180 @@
+//! How query fields are located in documents: caller-provided mapping, resolved once at compile time.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+/// How a field named in a query is found in a document. Lets the caller alias fields (e.g. ECS names onto a
+/// raw Kubernetes audit event) at compile time.
+#[derive(Clone)]
+pub enum FieldAccess {
+    /// Walk the document along these keys (dotted-key aware: `{"a.b":1}` and `{"a":{"b":1}}` are the same).
+    Path(Vec<String>),
+    /// The same value for every document (e.g. data_stream.dataset). Null = always missing.
+    Constant(Json),
+    /// Computed from the document (e.g. event.outcome derived from an annotation). Returns null when absent.
+    Computed(Arc<dyn Fn(&Json) -> Json + Send + Sync>),
+}
+
+impl fmt::Debug for FieldAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldAccess::Path(parts) => f.debug_tuple("Path").field(parts).finish(),
+            FieldAccess::Constant(value) => f.debug_tuple("Constant").field(value).finish(),
+            FieldAccess::Computed(_) => f.write_str("Computed(..)"),
+        }
+    }
+}
+
+/// Maps query field names to document access.
+pub trait FieldMapper {
+    fn access(&self, field: &str) -> FieldAccess;
+}
+
+/// Identity mapping: the field name split on `.` is the document path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainFields;
+
+impl FieldMapper for PlainFields {
+    fn access(&self, field: &str) -> FieldAccess {
+        FieldAccess::Path(field.split('.').map(str::to_string).collect())
+    }
+}
+
+/// A field ready for reading: the dotted-key spellings of every sub-path are precomputed.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedField {
+    pub name: String,
+    reader: Reader,
+}
+
+#[derive(Clone)]
+enum Reader {
+    /// `keys[i][k]` is `parts[i..=i+k].join(".")`: the keys that may hold the value at depth `i`.
+    Path { keys: Vec<Vec<String>> },
+    Constant(Json),
+    Computed(Arc<dyn Fn(&Json) -> Json + Send + Sync>),
+}
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reader::Path { keys } => f.debug_struct("Path").field("keys", keys).finish(),
+            Reader::Constant(value) => f.debug_tuple("Constant").field(value).finish(),
+            Reader::Computed(_) => f.write_str("Computed(..)"),
+        }
+    }
+}
+
+impl ResolvedField {
+    pub fn new(name: &str, access: FieldAccess) -> Self {
+        let reader = match access {
+            FieldAccess::Path(parts) => Reader::Path {
+                keys: (0..parts.len()).map(|i| (i..parts.len()).map(|j| parts[i..=j].join(".")).collect()).collect(),
+            },
+            FieldAccess::Constant(value) => Reader::Constant(value),
+            FieldAccess::Computed(compute) => Reader::Computed(compute),
+        };
+        ResolvedField { name: name.to_string(), reader }
+    }
+
+    /// The document path this field reads, for projection (`None` for constants and computed fields).
+    pub fn path(&self) -> Option<Vec<String>> {
+        match &self.reader {
+            Reader::Path { keys } => Some(keys.iter().map(|alternatives| alternatives[0].clone()).collect()),
+            _ => None,
+        }
+    }
+
+    /// Calls `visit` on each non-null leaf value (arrays are flattened) until it returns true; returns whether
+    /// any call did.
+    pub fn any_value<F: FnMut(&Json) -> bool>(&self, doc: &Json, mut visit: F) -> bool {
+        match &self.reader {
+            Reader::Path { keys } => walk(doc, keys, 0, &mut visit),
+            Reader::Constant(value) => any_leaf(value, &mut visit),
+            Reader::Computed(compute) => any_leaf(&compute(doc), &mut visit),
+        }
+    }
+
+    /// Every non-null leaf value, borrowed from the document where possible.
+    pub fn values<'a>(&'a self, doc: &'a Json) -> FieldValues<'a> {
+        match &self.reader {
+            Reader::Path { keys } => {
+                let mut out = Vec::new();
+                walk(doc, keys, 0, &mut |v: &'a Json| {
+                    out.push(v);
+                    false
+                });
+                FieldValues::Borrowed(out)
+            }
+            Reader::Constant(value) => {
+                let mut out = Vec::new();
+                any_leaf(value, &mut |v: &'a Json| {
+                    out.push(v);
+                    false
+                });
+                FieldValues::Borrowed(out)
+            }
+            Reader::Computed(compute) => {
+                let mut out = Vec::new();
+                any_leaf(&compute(doc), &mut |v: &Json| {
+                    out.push(v.clone());
+                    false
+                });
+                FieldValues::Owned(out)
+            }
+        }
+    }
+}
+
+pub(crate) enum FieldValues<'a> {
+    Borrowed(Vec<&'a Json>),
+    Owned(Vec<Json>),
+}
+
+fn walk<'a, F: FnMut(&'a Json) -> bool>(node: &'a Json, keys: &[Vec<String>], depth: usize, visit: &mut F) -> bool {
+    if depth == keys.len() {
+        return any_leaf(node, visit);
+    }
+    match node {
+        Json::Object(map) => keys[depth]
+            .iter()
+            .enumerate()
+            .any(|(extra, key)| map.get(key).is_some_and(|child| walk(child, keys, depth + extra + 1, visit))),
+        Json::Array(items) => items.iter().any(|item| walk(item, keys, depth, visit)),
+        _ => false,
+    }
+}
+
+fn any_leaf<'a, F: FnMut(&'a Json) -> bool>(node: &'a Json, visit: &mut F) -> bool {
+    match node {
+        Json::Null => false,
+        Json::Array(items) => items.iter().any(|item| any_leaf(item, visit)),
+        leaf => visit(leaf),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn values(field: &str, doc: &Json) -> Vec<Json> {
+        let resolved = ResolvedField::new(field, PlainFields.access(field));
+        match resolved.values(doc) {
+            FieldValues::Borrowed(v) => v.into_iter().cloned().collect(),
+            FieldValues::Owned(v) => v,
+        }
+    }
+
+    #[test]
+    fn dotted_keys_nested_objects_and_arrays_are_equivalent() {
+        assert_eq!(values("a.b.c", &json!({"a": {"b": {"c": 1}}})), vec![json!(1)]);
+        assert_eq!(values("a.b.c", &json!({"a.b.c": 1})), vec![json!(1)]);
+        assert_eq!(values("a.b.c", &json!({"a": {"b.c": 1}})), vec![json!(1)]);
+        assert_eq!(values("a.b", &json!({"a": [{"b": 1}, {"b": [2, null]}]})), vec![json!(1), json!(2)]);
+        assert!(values("a.x", &json!({"a": {"b": 1}})).is_empty());
+        assert!(values("a", &json!({"a": null})).is_empty());
+    }
+}
