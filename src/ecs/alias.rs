@@ -10,7 +10,7 @@ use super::document::{
     converted_source_ips, dedot_keys, indexed_audit, outcome_of, related_ips, related_users,
 };
 use super::fields::{drop_empty_values, field_values, is_empty};
-use super::{DATASET, DATA_STREAM_NAMESPACE, DATA_STREAM_TYPE};
+use super::{DATA_STREAM_NAMESPACE, DATA_STREAM_TYPE, DATASET};
 
 /// A per-event computation on the raw event. It returns `Null` when the field is missing and an
 /// array when the field has several values.
@@ -70,7 +70,7 @@ impl RawSource {
 /// Object-valued fields outside `kubernetes.audit` (`user`, `orchestrator.resource`, …) are
 /// `None`: rules compare leaf values. Everything under `kubernetes.audit` resolves.
 pub fn raw_source(ecs_field: &str) -> Option<RawSource> {
-    use RawSource::{Computed, Constant, IngestTime, Path};
+    use RawSource::{Constant, IngestTime};
     let source = match ecs_field {
         "@timestamp" => path(&["stageTimestamp"]),
         "data_stream.type" => Constant(DATA_STREAM_TYPE.into()),
@@ -113,7 +113,9 @@ fn audit_source(rest: &str) -> Option<RawSource> {
             audit
                 .get("annotations")
                 .and_then(Value::as_object)
-                .map_or(Value::Null, |annotations| Value::Object(dedot_keys(annotations)))
+                .map_or(Value::Null, |annotations| {
+                    Value::Object(dedot_keys(annotations))
+                })
         }),
         ["annotations", name, inner @ ..] => annotation_source(name, inner),
         [object @ ("requestObject" | "responseObject")] => {
@@ -183,11 +185,20 @@ fn without_object_metadata(object: &Value) -> Value {
         map.remove("metadata");
     }
     drop_empty_values(&mut object);
-    if is_empty(&object) { Value::Null } else { object }
+    if is_empty(&object) {
+        Value::Null
+    } else {
+        object
+    }
 }
 
 fn path(segments: &[&str]) -> RawSource {
-    RawSource::Path(segments.iter().map(|segment| (*segment).to_owned()).collect())
+    RawSource::Path(
+        segments
+            .iter()
+            .map(|segment| (*segment).to_owned())
+            .collect(),
+    )
 }
 
 /// Wraps a computation on the event object; anything else (not an audit event) yields nothing.

@@ -7,9 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use super::fields::drop_empty_values;
-use super::{DATASET, DATA_STREAM_NAMESPACE, DATA_STREAM_TYPE, EcsError};
+use super::{DATA_STREAM_NAMESPACE, DATA_STREAM_TYPE, DATASET, EcsError};
 
 /// Checks that `raw` is an `audit.k8s.io` `Event` object (not a GKE or AKS envelope).
+///
+/// # Errors
+///
+/// [`EcsError::NotAnObject`] or [`EcsError::NotAnAuditEvent`].
 pub fn ensure_audit_event(raw: &Value) -> Result<&Map<String, Value>, EcsError> {
     let Value::Object(event) = raw else {
         return Err(EcsError::NotAnObject);
@@ -30,6 +34,10 @@ pub fn ensure_audit_event(raw: &Value) -> Result<&Map<String, Value>, EcsError> 
 /// The document Elastic's Kubernetes integration indexes for the raw audit event `raw`.
 ///
 /// `ingested` becomes `event.ingested` (whole seconds, like the final pipeline); `None` omits it.
+///
+/// # Errors
+///
+/// As [`ensure_audit_event`]: GKE and AKS envelopes are not normalised (yet).
 pub fn normalize(raw: &Value, ingested: Option<SystemTime>) -> Result<Value, EcsError> {
     let raw = ensure_audit_event(raw)?;
     let audit = indexed_audit(raw);
@@ -76,7 +84,12 @@ pub fn normalize(raw: &Value, ingested: Option<SystemTime>) -> Result<Value, Ecs
     let mut orchestrator = Map::new();
     orchestrator.insert("type".into(), "kubernetes".into());
     copy_field(&audit, &["apiVersion"], &mut orchestrator, "api_version");
-    copy_field(&audit, &["objectRef", "namespace"], &mut orchestrator, "namespace");
+    copy_field(
+        &audit,
+        &["objectRef", "namespace"],
+        &mut orchestrator,
+        "namespace",
+    );
     let mut resource = Map::new();
     copy_field(&audit, &["objectRef", "resource"], &mut resource, "type");
     copy_field(&audit, &["objectRef", "name"], &mut resource, "name");
@@ -152,7 +165,10 @@ pub(crate) fn outcome_of(audit: &Map<String, Value>) -> Option<&'static str> {
 /// element fails the whole processor, which `ignore_failure` turns into no `source.ip` at all.
 pub(crate) fn converted_source_ips(audit: &Map<String, Value>) -> Option<Value> {
     match audit.get("sourceIPs")? {
-        Value::Array(ips) => ips.iter().all(is_ip_address).then(|| Value::Array(ips.clone())),
+        Value::Array(ips) => ips
+            .iter()
+            .all(is_ip_address)
+            .then(|| Value::Array(ips.clone())),
         single if is_ip_address(single) => Some(single.clone()),
         _ => None,
     }

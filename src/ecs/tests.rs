@@ -110,7 +110,7 @@ fn values_in(document: &Value, field: &str) -> Vec<Value> {
     let segments: Vec<&str> = field.split('.').collect();
     field_values(document, &segments)
         .into_iter()
-        .map(|value| value.into_owned())
+        .map(std::borrow::Cow::into_owned)
         .collect()
 }
 
@@ -121,7 +121,7 @@ fn values_through_alias(raw: &Value, field: &str) -> Vec<Value> {
     source
         .values(raw)
         .into_iter()
-        .map(|value| value.into_owned())
+        .map(std::borrow::Cow::into_owned)
         .collect()
 }
 
@@ -167,7 +167,10 @@ fn service_account_fields_keep_dotted_extra_keys_and_own_underscores() {
     assert_eq!(values_in(&document, pod_name), [json!("robot-7d9")]);
     assert_eq!(values_through_alias(&raw, pod_name), [json!("robot-7d9")]);
     let mutation = "kubernetes.audit.annotations.mutation_webhook_admission_k8s_io/round_0_index_2";
-    assert_eq!(values_through_alias(&raw, mutation), [json!("{\"mutated\":false}")]);
+    assert_eq!(
+        values_through_alias(&raw, mutation),
+        [json!("{\"mutated\":false}")]
+    );
     assert_eq!(
         document["related"]["user"],
         json!(["5f1b-uid", "system:serviceaccount:kube-system:robot"])
@@ -179,8 +182,14 @@ fn exec_event_keeps_query_and_deduplicates_related_user() {
     let document = normalize(&exec_with_query_params(), None).expect("an audit event");
     assert_eq!(document["event"]["outcome"], "success");
     assert_eq!(document["related"]["user"], json!(["alice@example.test"]));
-    assert_eq!(document["source"]["ip"], json!(["2001:db8::5", "fe80::1%eth0"]));
-    assert_eq!(document["kubernetes"]["audit"]["user"]["groups"], json!(["devs"]));
+    assert_eq!(
+        document["source"]["ip"],
+        json!(["2001:db8::5", "fe80::1%eth0"])
+    );
+    assert_eq!(
+        document["kubernetes"]["audit"]["user"]["groups"],
+        json!(["devs"])
+    );
     assert_eq!(document["orchestrator"]["resource"]["name"], "web-0");
 }
 
@@ -198,8 +207,16 @@ fn empty_strings_are_missing_in_document_and_alias() {
         "kubernetes.audit.annotations.authorization_k8s_io/reason",
         "kubernetes.audit.responseObject.metadata",
     ] {
-        assert_eq!(values_in(&document, field), [] as [Value; 0], "{field} in document");
-        assert_eq!(values_through_alias(&raw, field), [] as [Value; 0], "{field} via alias");
+        assert_eq!(
+            values_in(&document, field),
+            [] as [Value; 0],
+            "{field} in document"
+        );
+        assert_eq!(
+            values_through_alias(&raw, field),
+            [] as [Value; 0],
+            "{field} via alias"
+        );
     }
 }
 
@@ -223,8 +240,16 @@ fn request_received_stage_without_status_or_decision() {
     let document = normalize(&raw, None).expect("an audit event");
     assert!(document["event"].get("outcome").is_none());
     assert!(document.get("source").is_none());
-    assert!(document["kubernetes"]["audit"].get("requestObject").is_none());
-    assert!(document["kubernetes"]["audit"]["user"].get("extra").is_none());
+    assert!(
+        document["kubernetes"]["audit"]
+            .get("requestObject")
+            .is_none()
+    );
+    assert!(
+        document["kubernetes"]["audit"]["user"]
+            .get("extra")
+            .is_none()
+    );
     assert!(values_through_alias(&raw, "kubernetes.audit.requestObject").is_empty());
     assert!(values_through_alias(&raw, "event.outcome").is_empty());
 }
@@ -261,7 +286,7 @@ fn every_document_field_reads_the_same_through_the_alias() {
 
 #[test]
 fn sources_by_kind() {
-    let path = |segments: &[&str]| Some(segments.iter().map(|s| s.to_string()).collect());
+    let path = |segments: &[&str]| Some(segments.iter().map(ToString::to_string).collect());
     let as_path = |field: &str| match raw_source(field) {
         Some(RawSource::Path(segments)) => Some(segments),
         _ => None,
@@ -271,7 +296,10 @@ fn sources_by_kind() {
     assert_eq!(as_path("user.id"), path(&["user", "uid"]));
     assert_eq!(as_path("user_agent.original"), path(&["userAgent"]));
     assert_eq!(as_path("@timestamp"), path(&["stageTimestamp"]));
-    assert_eq!(as_path("orchestrator.resource.type"), path(&["objectRef", "resource"]));
+    assert_eq!(
+        as_path("orchestrator.resource.type"),
+        path(&["objectRef", "resource"])
+    );
     assert_eq!(
         as_path("kubernetes.audit.objectRef.subresource"),
         path(&["objectRef", "subresource"])
@@ -289,15 +317,33 @@ fn sources_by_kind() {
             "{field}"
         );
     }
-    for field in ["event.outcome", "source.ip", "client.ip", "related.ip", "related.user"] {
-        assert!(matches!(raw_source(field), Some(RawSource::Computed(_))), "{field}");
+    for field in [
+        "event.outcome",
+        "source.ip",
+        "client.ip",
+        "related.ip",
+        "related.user",
+    ] {
+        assert!(
+            matches!(raw_source(field), Some(RawSource::Computed(_))),
+            "{field}"
+        );
     }
     assert!(matches!(
         raw_source("kubernetes.audit.requestObject.metadata.name"),
         Some(RawSource::Missing)
     ));
-    assert!(matches!(raw_source("event.ingested"), Some(RawSource::IngestTime)));
-    for unknown in ["foo.bar", "kubernetes.auditX", "kubernetes.audit..verb", "user", "event.original"] {
+    assert!(matches!(
+        raw_source("event.ingested"),
+        Some(RawSource::IngestTime)
+    ));
+    for unknown in [
+        "foo.bar",
+        "kubernetes.auditX",
+        "kubernetes.audit..verb",
+        "user",
+        "event.original",
+    ] {
         assert!(raw_source(unknown).is_none(), "{unknown}");
     }
 }
@@ -307,7 +353,10 @@ fn decision_annotation_reads_raw_dotted_key() {
     let raw = anonymous_pod_create();
     let field = "kubernetes.audit.annotations.authorization_k8s_io/decision";
     assert_eq!(values_through_alias(&raw, field), [json!("forbid")]);
-    assert_eq!(values_through_alias(&raw, "event.outcome"), [json!("failure")]);
+    assert_eq!(
+        values_through_alias(&raw, "event.outcome"),
+        [json!("failure")]
+    );
 }
 
 #[test]
@@ -337,7 +386,10 @@ fn rejects_what_is_not_an_audit_event() {
     let envelope = json!({"protoPayload": {}, "insertId": "x"});
     assert_eq!(
         normalize(&envelope, None),
-        Err(EcsError::NotAnAuditEvent { kind: None, api_version: None })
+        Err(EcsError::NotAnAuditEvent {
+            kind: None,
+            api_version: None
+        })
     );
     let other = json!({"kind": "Event", "apiVersion": "v1"});
     assert!(ensure_audit_event(&other).is_err());
@@ -360,7 +412,10 @@ fn field_values_flatten_arrays_and_match_dotted_keys() {
         "spec": {"containers": [{"image": "a"}, {"image": ["b", ""]}, {"name": "x"}]},
         "labels": {"app.kubernetes.io/name": "web", "app": {"kubernetes": {"io/name": "nested"}}}
     });
-    assert_eq!(values_in(&document, "spec.containers.image"), [json!("a"), json!("b")]);
+    assert_eq!(
+        values_in(&document, "spec.containers.image"),
+        [json!("a"), json!("b")]
+    );
     assert_eq!(
         values_in(&document, "labels.app.kubernetes.io/name"),
         [json!("nested"), json!("web")]

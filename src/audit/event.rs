@@ -1,0 +1,115 @@
+//! One line of an audit log: an `audit.k8s.io/v1` `Event`, or an `EventList` of them (as the webhook and batch
+//! backends write). A line that is neither is reported with a reason, never fatal.
+
+use serde_json::Value;
+
+pub const AUDIT_API_VERSION: &str = "audit.k8s.io/v1";
+
+/// Why a line was skipped; `as_str` is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum MalformedReason {
+    #[error("empty line")]
+    Empty,
+    #[error("not valid JSON")]
+    InvalidJson,
+    #[error("JSON, but not an audit.k8s.io/v1 Event or EventList")]
+    NotAuditEvent,
+    #[error("line longer than the configured maximum")]
+    Oversized,
+}
+
+impl MalformedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MalformedReason::Empty => "empty",
+            MalformedReason::InvalidJson => "invalid_json",
+            MalformedReason::NotAuditEvent => "not_audit_event",
+            MalformedReason::Oversized => "oversized",
+        }
+    }
+}
+
+/// The audit events held by one line, in order.
+pub fn parse_audit_line(line: &[u8]) -> Result<Vec<Value>, MalformedReason> {
+    match parse_json_line(line)? {
+        Value::Object(mut object) => match object.get("kind").and_then(Value::as_str) {
+            Some("Event") if is_audit_event(&object) => Ok(vec![Value::Object(object)]),
+            Some("EventList") if api_version(&object) == Some(AUDIT_API_VERSION) => {
+                match object.remove("items") {
+                    Some(Value::Array(items)) if items.iter().all(|item| item.as_object().is_some_and(is_audit_event)) => {
+                        Ok(items)
+                    }
+                    _ => Err(MalformedReason::NotAuditEvent),
+                }
+            }
+            _ => Err(MalformedReason::NotAuditEvent),
+        },
+        _ => Err(MalformedReason::NotAuditEvent),
+    }
+}
+
+/// A line holding one already-normalised ECS document (`vigil scan --input ecs`).
+pub fn parse_ecs_line(line: &[u8]) -> Result<Value, MalformedReason> {
+    match parse_json_line(line)? {
+        document @ Value::Object(_) => Ok(document),
+        _ => Err(MalformedReason::NotAuditEvent),
+    }
+}
+
+fn parse_json_line(line: &[u8]) -> Result<Value, MalformedReason> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Err(MalformedReason::Empty);
+    }
+    serde_json::from_slice(line).map_err(|_| MalformedReason::InvalidJson)
+}
+
+fn api_version(object: &serde_json::Map<String, Value>) -> Option<&str> {
+    object.get("apiVersion").and_then(Value::as_str)
+}
+
+// Items of an EventList carry no kind/apiVersion of their own on every server version; an auditID is what every
+// audit event has.
+fn is_audit_event(object: &serde_json::Map<String, Value>) -> bool {
+    let kind_ok = object.get("kind").is_none_or(|kind| kind == "Event");
+    let version_ok = api_version(object).is_none_or(|version| version == AUDIT_API_VERSION);
+    kind_ok && version_ok && object.get("auditID").is_some_and(Value::is_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","verb":"get"}"#;
+
+    #[test]
+    fn single_events_and_lists() {
+        assert_eq!(parse_audit_line(EVENT.as_bytes()).unwrap().len(), 1);
+        let list = format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{EVENT},{EVENT}]}}"#);
+        let events = parse_audit_line(list.as_bytes()).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["auditID"], "a1");
+    }
+
+    #[test]
+    fn malformed_lines_say_why() {
+        let cases: [(&[u8], MalformedReason); 7] = [
+            (b"", MalformedReason::Empty),
+            (b"   \r", MalformedReason::Empty),
+            (br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"#, MalformedReason::InvalidJson),
+            (b"\x00\xff\xfe garbage", MalformedReason::InvalidJson),
+            (br#"{"kind":"Pod","apiVersion":"v1"}"#, MalformedReason::NotAuditEvent),
+            (br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1"}"#, MalformedReason::NotAuditEvent),
+            (b"[1,2]", MalformedReason::NotAuditEvent),
+        ];
+        for (line, reason) in cases {
+            assert_eq!(parse_audit_line(line), Err(reason), "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn a_list_with_one_bad_item_is_rejected_whole() {
+        let list = format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{EVENT},{{"x":1}}]}}"#);
+        assert_eq!(parse_audit_line(list.as_bytes()), Err(MalformedReason::NotAuditEvent));
+    }
+}
