@@ -7,4 +7,7 @@ pub mod alert;
 pub mod audit;
 pub mod crd;
 pub mod ecs;
+pub mod engine;
+pub mod eql;
 pub mod rules;
+pub mod scan;

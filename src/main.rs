@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vigil::crd::{DetectionRule, Language, Severity};
+use vigil::engine::{self, Input};
+use vigil::eql::CompiledQuery;
+use vigil::rules::{self, RuleFileError};
+use vigil::scan::{self, RuleInfo, ScanConfig, ScanError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,7 +31,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the operator: watch DetectionRules, follow the audit log, write DetectionAlerts and Events.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Detect offline: evaluate rules over audit log files (or stdin) and print the matches.
     Scan(ScanArgs),
     /// Validate rules: DetectionRule YAML, bare .eql files, or Elastic detection-rules TOML.
@@ -113,6 +118,9 @@ struct ScanArgs {
     /// What the input lines are: raw audit.k8s.io events, or documents already normalised to ECS.
     #[arg(long, value_enum, default_value_t = InputFormat::Audit)]
     input: InputFormat,
+    /// Longer lines are skipped and counted.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    max_line_bytes: usize,
     /// Audit log files (one Event or EventList per line); `-` or none reads stdin.
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -166,7 +174,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Crd => print_crds(),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Scan(args) => scan(args),
         Command::Check(args) => check(args),
     };
@@ -192,14 +200,137 @@ fn run(_args: RunArgs) -> Result<(), Failure> {
     )))
 }
 
-fn scan(_args: ScanArgs) -> Result<(), Failure> {
-    Err(Failure::Usage(anyhow::anyhow!(
-        "`vigil scan` needs the detection engine (issue #3), not part of this build yet"
-    )))
+/// A rule compiled for scanning, or why it cannot be.
+fn compile_rule(
+    rule: &DetectionRule,
+    input: Input,
+) -> Result<(RuleInfo, CompiledQuery), anyhow::Error> {
+    let name = rule.metadata.name.clone().unwrap_or_default();
+    if rule.spec.language != Language::Eql {
+        anyhow::bail!(
+            "rule {name}: language `{}` is not supported yet (vigil evaluates eql)",
+            rule.spec.language.as_str()
+        );
+    }
+    let query = engine::compile_query(&rule.spec.query, input)
+        .map_err(|e| anyhow::anyhow!("rule {name}: {e}"))?;
+    let info = RuleInfo {
+        name,
+        display_name: rule.spec.display_name.clone(),
+        severity: rule.spec.severity,
+    };
+    Ok((info, query))
 }
 
-fn check(_args: CheckArgs) -> Result<(), Failure> {
-    Err(Failure::Usage(anyhow::anyhow!(
-        "`vigil check` needs the detection engine (issue #3), not part of this build yet"
-    )))
+fn scan(args: ScanArgs) -> Result<(), Failure> {
+    let input = match args.input {
+        InputFormat::Audit => Input::Audit,
+        InputFormat::Ecs => Input::Ecs,
+    };
+    let rules = if let Some(query) = &args.query {
+        let compiled = engine::compile_query(query, input)
+            .map_err(|e| Failure::InvalidRule(anyhow::anyhow!("{e}")))?;
+        let info = RuleInfo {
+            name: "query".to_string(),
+            display_name: None,
+            severity: Severity::default(),
+        };
+        vec![(info, compiled)]
+    } else {
+        let definitions = if args.rules.is_empty() {
+            vec![rules::default_rule().map_err(|e| Failure::InvalidRule(e.into()))?]
+        } else {
+            rules::load_rule_paths(&args.rules).map_err(rule_file_failure)?
+        };
+        let mut compiled = Vec::new();
+        for rule in definitions.iter().filter(|rule| rule.spec.enabled) {
+            compiled.push(compile_rule(rule, input).map_err(Failure::InvalidRule)?);
+        }
+        if compiled.is_empty() {
+            return Err(Failure::InvalidRule(anyhow::anyhow!(
+                "no enabled rule to scan with"
+            )));
+        }
+        compiled
+    };
+    let config = ScanConfig {
+        input,
+        output: match args.output {
+            OutputFormat::Text => scan::OutputFormat::Text,
+            OutputFormat::Json => scan::OutputFormat::Json,
+        },
+        max_line_bytes: args.max_line_bytes,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = scan::scan(
+        rules,
+        &args.files,
+        &config,
+        &mut out,
+        &mut std::io::stderr(),
+    )
+    .and_then(|summary| out.flush().map(|()| summary).map_err(ScanError::Output))
+    .map_err(|e| match e {
+        ScanError::Unreadable { .. } => Failure::UnreadableInput(e.into()),
+        ScanError::Output(_) => Failure::Usage(e.into()),
+    })?;
+    eprintln!("vigil scan: {summary}");
+    Ok(())
+}
+
+fn rule_file_failure(error: RuleFileError) -> Failure {
+    if error.is_unreadable() {
+        Failure::UnreadableInput(error.into())
+    } else {
+        Failure::InvalidRule(error.into())
+    }
+}
+
+fn check(args: CheckArgs) -> Result<(), Failure> {
+    let mut invalid = 0usize;
+    let mut unreadable = 0usize;
+    let mut valid = 0usize;
+    for path in &args.files {
+        let definitions = match rules::load_rule_file(path) {
+            Ok(definitions) => definitions,
+            Err(error) => {
+                if error.is_unreadable() {
+                    unreadable += 1;
+                } else {
+                    invalid += 1;
+                }
+                eprintln!("{error}");
+                continue;
+            }
+        };
+        for rule in &definitions {
+            match compile_rule(rule, Input::Audit) {
+                Ok(_) => {
+                    valid += 1;
+                    println!(
+                        "ok: {}: {}",
+                        path.display(),
+                        rule.metadata.name.as_deref().unwrap_or_default()
+                    );
+                }
+                Err(error) => {
+                    invalid += 1;
+                    eprintln!("{}: {error}", path.display());
+                }
+            }
+        }
+    }
+    let total = valid + invalid + unreadable;
+    if unreadable > 0 {
+        return Err(Failure::UnreadableInput(anyhow::anyhow!(
+            "{unreadable} of {total} rule files unreadable"
+        )));
+    }
+    if invalid > 0 {
+        return Err(Failure::InvalidRule(anyhow::anyhow!(
+            "{invalid} of {total} rules invalid"
+        )));
+    }
+    Ok(())
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use kube::api::ObjectMeta;
 use serde::Deserialize;
 
-use crate::crd::{DetectionRule, DetectionRuleSpec, Language, Severity, Technique, Threat, ThreatEntry};
+use crate::crd::{
+    DetectionRule, DetectionRuleSpec, Language, Severity, Technique, Threat, ThreatEntry,
+};
 
 /// The default rule, Elastic's "Kubernetes Anonymous User Create/Update/Patch Pods Request" (Elastic License v2),
 /// exactly as `examples/default-rule.yaml` ships it.
@@ -76,7 +78,9 @@ pub fn load_rule_file(path: &Path) -> Result<Vec<DetectionRule>, RuleFileError> 
         Some("yaml" | "yml") => parse_yaml(path, &text),
         Some("eql") => Ok(vec![rule_from_query(path, text)]),
         Some("toml") => parse_elastic_toml(path, &text).map(|rule| vec![rule]),
-        _ => Err(RuleFileError::UnknownType { path: path.to_path_buf() }),
+        _ => Err(RuleFileError::UnknownType {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
@@ -94,11 +98,13 @@ fn parse_yaml(path: &Path, text: &str) -> Result<Vec<DetectionRule>, RuleFileErr
     };
     let mut rules = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = serde_yaml_ng::Value::deserialize(document).map_err(|e| invalid(e.to_string()))?;
+        let value =
+            serde_yaml_ng::Value::deserialize(document).map_err(|e| invalid(e.to_string()))?;
         if value.is_null() {
             continue; // an empty document, e.g. after a trailing `---`
         }
-        let rule: DetectionRule = serde_yaml_ng::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        let rule: DetectionRule =
+            serde_yaml_ng::from_value(value).map_err(|e| invalid(e.to_string()))?;
         if rule.metadata.name.as_deref().is_none_or(str::is_empty) {
             return Err(invalid("metadata.name is missing".to_string()));
         }
@@ -137,7 +143,13 @@ fn rule_from_query(path: &Path, query: String) -> DetectionRule {
 fn name_from_path(path: &Path) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("rule");
     stem.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .trim_matches('-')
         .to_string()
@@ -265,7 +277,10 @@ mod tests {
         let rule = default_rule().unwrap();
         assert_eq!(rule.metadata.name.as_deref(), Some(DEFAULT_RULE_NAME));
         let spec = &rule.spec;
-        assert_eq!(spec.rule_id.as_deref(), Some("3a01e5c6-ce01-46d7-ac9f-52dc349695fb"));
+        assert_eq!(
+            spec.rule_id.as_deref(),
+            Some("3a01e5c6-ce01-46d7-ac9f-52dc349695fb")
+        );
         assert_eq!(
             spec.display_name.as_deref(),
             Some("Kubernetes Anonymous User Create/Update/Patch Pods Request")
@@ -302,15 +317,27 @@ mod tests {
         let rules = parse_yaml(Path::new("r.yaml"), text).unwrap();
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[1].spec.severity, Severity::High);
-        let bad = parse_yaml(Path::new("r.yaml"), "apiVersion: vigil.dev/v1alpha1\nkind: DetectionRule\nmetadata: {name: c}\nspec: {query: x, severity: urgent}\n");
-        assert!(matches!(bad, Err(RuleFileError::InvalidYaml { .. })), "{bad:?}");
-        assert_eq!(name_from_path(Path::new("dir/Exec_Into Pod.eql")), "exec-into-pod");
+        let bad = parse_yaml(
+            Path::new("r.yaml"),
+            "apiVersion: vigil.dev/v1alpha1\nkind: DetectionRule\nmetadata: {name: c}\nspec: {query: x, severity: urgent}\n",
+        );
+        assert!(
+            matches!(bad, Err(RuleFileError::InvalidYaml { .. })),
+            "{bad:?}"
+        );
+        assert_eq!(
+            name_from_path(Path::new("dir/Exec_Into Pod.eql")),
+            "exec-into-pod"
+        );
     }
 
     #[test]
     fn other_languages_are_refused_clearly() {
         let text = "[rule]\nname = \"x\"\nlanguage = \"kuery\"\nquery = \"a:b\"\n";
         let error = parse_elastic_toml(Path::new("x.toml"), text).unwrap_err();
-        assert_eq!(error.to_string(), "x.toml: language `kuery` is not supported yet (vigil evaluates eql)");
+        assert_eq!(
+            error.to_string(),
+            "x.toml: language `kuery` is not supported yet (vigil evaluates eql)"
+        );
     }
 }

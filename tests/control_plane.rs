@@ -185,13 +185,21 @@ async fn identities_and_restart() {
     let mut cp = cp;
 
     // A less privileged user is refused what the admin may do; a service account authenticates with its token.
-    let (user_kubeconfig, _) = cp.user_client("alice", &["developers"]).await;
-    let denied = cp.kubectl_as(&user_kubeconfig, &["get", "detectionrules"]);
-    assert!(!denied.status.success());
+    let (_, alice) = cp.user_client("alice", &["developers"]).await;
+    let denied = Api::<DetectionRule>::all(alice)
+        .list(&ListParams::default())
+        .await
+        .expect_err("alice may not list rules");
+    let kube::Error::Api(status) = denied else {
+        panic!("{denied:?}")
+    };
+    assert_eq!(status.code, 403);
     assert!(
-        text(&denied.stderr).contains(r#"User "alice" cannot list resource "detectionrules""#),
+        status
+            .message
+            .contains(r#"User "alice" cannot list resource "detectionrules""#),
         "{}",
-        text(&denied.stderr)
+        status.message
     );
     let (sa_kubeconfig, _) = cp.service_account_client("vigil-system", "vigil").await;
     let who = cp.kubectl_as(

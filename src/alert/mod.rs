@@ -8,7 +8,12 @@ use crate::crd::{AlertEvent, AlertObjectRef, AlertUser};
 /// The safe metadata of one raw audit event. Also accepts the `kubernetes.audit` object of an ECS document, whose
 /// annotation keys have `.` replaced by `_`.
 pub fn event_metadata(audit: &Value) -> AlertEvent {
-    let text = |pointer: &str| audit.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let text = |pointer: &str| {
+        audit
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let annotation = |key: &str| {
         let annotations = audit.get("annotations")?;
         annotations
@@ -33,7 +38,10 @@ pub fn event_metadata(audit: &Value) -> AlertEvent {
             resource: non_empty(object.get("resource")),
             subresource: non_empty(object.get("subresource")),
             namespace: non_empty(object.get("namespace")),
-            name: non_empty(object.get("name")),
+            // A create names its object only in the body: take just the name from there.
+            name: non_empty(object.get("name"))
+                .or_else(|| non_empty(audit.pointer("/responseObject/metadata/name")))
+                .or_else(|| non_empty(audit.pointer("/requestObject/metadata/name"))),
             // The audited object's uid is only known from the response (or request) object.
             uid: non_empty(object.get("uid"))
                 .or_else(|| non_empty(audit.pointer("/responseObject/metadata/uid")))
@@ -59,19 +67,37 @@ fn user_info(user: Option<&Value>) -> Option<AlertUser> {
 }
 
 fn non_empty(value: Option<&Value>) -> Option<String> {
-    value.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+    value
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn strings(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
-        .map(|items| items.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Query parameters whose names contain one of these (case-insensitively) carry credentials.
-const CREDENTIAL_PARAMETERS: [&str; 9] =
-    ["token", "password", "passwd", "secret", "credential", "auth", "apikey", "api_key", "signature"];
+const CREDENTIAL_PARAMETERS: [&str; 9] = [
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "credential",
+    "auth",
+    "apikey",
+    "api_key",
+    "signature",
+];
 const MASK: &str = "REDACTED";
 
 /// The request URI with the values of credential-like query parameters replaced by `REDACTED`.
@@ -91,7 +117,9 @@ pub fn mask_request_uri(uri: &str) -> String {
 
 fn is_credential_parameter(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    CREDENTIAL_PARAMETERS.iter().any(|credential| name.contains(credential))
+    CREDENTIAL_PARAMETERS
+        .iter()
+        .any(|credential| name.contains(credential))
 }
 
 /// One sentence: who did what to which object, and which rule fired.
@@ -103,7 +131,11 @@ pub fn message(rule_name: &str, display_name: Option<&str>, events: &[AlertEvent
     let Some(first) = events.first() else {
         return format!("{rule} fired.");
     };
-    let who = first.user.username.as_deref().unwrap_or("an unauthenticated user");
+    let who = first
+        .user
+        .username
+        .as_deref()
+        .unwrap_or("an unauthenticated user");
     let what = first.verb.as_deref().unwrap_or("requested");
     let object = describe_object(first);
     let outcome = match (first.decision.as_deref(), first.response_code) {
@@ -120,9 +152,15 @@ pub fn message(rule_name: &str, display_name: Option<&str>, events: &[AlertEvent
 
 fn describe_object(event: &AlertEvent) -> String {
     let Some(object) = &event.object_ref else {
-        return event.request_uri.clone().unwrap_or_else(|| "the API".to_string());
+        return event
+            .request_uri
+            .clone()
+            .unwrap_or_else(|| "the API".to_string());
     };
-    let mut resource = object.resource.clone().unwrap_or_else(|| "resource".to_string());
+    let mut resource = object
+        .resource
+        .clone()
+        .unwrap_or_else(|| "resource".to_string());
     if let Some(sub) = &object.subresource {
         resource = format!("{resource}/{sub}");
     }
@@ -165,7 +203,11 @@ mod tests {
         assert_eq!(event.user.groups, ["system:unauthenticated"]);
         let object = event.object_ref.as_ref().unwrap();
         assert_eq!(object.api_group, None, "empty strings are dropped");
-        assert_eq!(object.uid.as_deref(), Some("0b6c-uid"), "uid from the response object");
+        assert_eq!(
+            object.uid.as_deref(),
+            Some("0b6c-uid"),
+            "uid from the response object"
+        );
         assert_eq!(event.response_code, Some(201));
         assert_eq!(event.decision.as_deref(), Some("allow"));
         assert_eq!(
@@ -173,7 +215,10 @@ mod tests {
             Some("/api/v1/namespaces/default/pods?fieldManager=kubectl&access_token=REDACTED")
         );
         let serialized = serde_json::to_string(&event).unwrap();
-        assert!(!serialized.contains("hunter2") && !serialized.contains("alpine"), "no bodies: {serialized}");
+        assert!(
+            !serialized.contains("hunter2") && !serialized.contains("alpine"),
+            "no bodies: {serialized}"
+        );
     }
 
     #[test]
@@ -187,7 +232,9 @@ mod tests {
     fn masking_keeps_harmless_parameters() {
         assert_eq!(mask_request_uri("/api/v1/pods"), "/api/v1/pods");
         assert_eq!(
-            mask_request_uri("/api/v1/namespaces/a/pods/b/exec?command=sh&container=c&X-Amz-Signature=s1&Token=t"),
+            mask_request_uri(
+                "/api/v1/namespaces/a/pods/b/exec?command=sh&container=c&X-Amz-Signature=s1&Token=t"
+            ),
             "/api/v1/namespaces/a/pods/b/exec?command=sh&container=c&X-Amz-Signature=REDACTED&Token=REDACTED"
         );
     }
@@ -196,7 +243,11 @@ mod tests {
     fn message_says_who_did_what_to_which_object_and_which_rule() {
         let event = event_metadata(&anonymous_pod_create());
         assert_eq!(
-            message("anonymous-pod-write", Some("Anonymous pod write"), std::slice::from_ref(&event)),
+            message(
+                "anonymous-pod-write",
+                Some("Anonymous pod write"),
+                std::slice::from_ref(&event)
+            ),
             "system:anonymous create pods default/evil (HTTP 201); rule anonymous-pod-write (Anonymous pod write) fired."
         );
     }

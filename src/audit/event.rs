@@ -36,7 +36,11 @@ pub fn parse_audit_line(line: &[u8]) -> Result<Vec<Value>, MalformedReason> {
             Some("Event") if is_audit_event(&object) => Ok(vec![Value::Object(object)]),
             Some("EventList") if api_version(&object) == Some(AUDIT_API_VERSION) => {
                 match object.remove("items") {
-                    Some(Value::Array(items)) if items.iter().all(|item| item.as_object().is_some_and(is_audit_event)) => {
+                    Some(Value::Array(items))
+                        if items
+                            .iter()
+                            .all(|item| item.as_object().is_some_and(is_audit_event)) =>
+                    {
                         Ok(items)
                     }
                     _ => Err(MalformedReason::NotAuditEvent),
@@ -85,7 +89,9 @@ mod tests {
     #[test]
     fn single_events_and_lists() {
         assert_eq!(parse_audit_line(EVENT.as_bytes()).unwrap().len(), 1);
-        let list = format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{EVENT},{EVENT}]}}"#);
+        let list = format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{EVENT},{EVENT}]}}"#
+        );
         let events = parse_audit_line(list.as_bytes()).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[1]["auditID"], "a1");
@@ -96,20 +102,39 @@ mod tests {
         let cases: [(&[u8], MalformedReason); 7] = [
             (b"", MalformedReason::Empty),
             (b"   \r", MalformedReason::Empty),
-            (br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"#, MalformedReason::InvalidJson),
+            (
+                br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"#,
+                MalformedReason::InvalidJson,
+            ),
             (b"\x00\xff\xfe garbage", MalformedReason::InvalidJson),
-            (br#"{"kind":"Pod","apiVersion":"v1"}"#, MalformedReason::NotAuditEvent),
-            (br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1"}"#, MalformedReason::NotAuditEvent),
+            (
+                br#"{"kind":"Pod","apiVersion":"v1"}"#,
+                MalformedReason::NotAuditEvent,
+            ),
+            (
+                br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1"}"#,
+                MalformedReason::NotAuditEvent,
+            ),
             (b"[1,2]", MalformedReason::NotAuditEvent),
         ];
         for (line, reason) in cases {
-            assert_eq!(parse_audit_line(line), Err(reason), "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                parse_audit_line(line),
+                Err(reason),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
     #[test]
     fn a_list_with_one_bad_item_is_rejected_whole() {
-        let list = format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{EVENT},{{"x":1}}]}}"#);
-        assert_eq!(parse_audit_line(list.as_bytes()), Err(MalformedReason::NotAuditEvent));
+        let list = format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{EVENT},{{"x":1}}]}}"#
+        );
+        assert_eq!(
+            parse_audit_line(list.as_bytes()),
+            Err(MalformedReason::NotAuditEvent)
+        );
     }
 }

@@ -77,18 +77,44 @@ pub struct Expr {
 pub enum ExprKind {
     Literal(Literal),
     /// A field; `optional` when written `?name` (missing from the mapping is not an error, null joins null).
-    Field { name: String, optional: bool },
+    Field {
+        name: String,
+        optional: bool,
+    },
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
-    Compare { op: CompareOp, left: Box<Expr>, right: Box<Expr> },
+    Compare {
+        op: CompareOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
     /// `in`, `in~`, `not in`, `not in~`.
-    In { value: Box<Expr>, list: Vec<Expr>, negated: bool, case_insensitive: bool },
+    In {
+        value: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+        case_insensitive: bool,
+    },
     /// `:`, `like`, `like~`, `regex`, `regex~` with one or more constant patterns.
-    Match { kind: MatchKind, case_insensitive: bool, value: Box<Expr>, patterns: Vec<Expr> },
-    Arithmetic { op: ArithOp, left: Box<Expr>, right: Box<Expr> },
+    Match {
+        kind: MatchKind,
+        case_insensitive: bool,
+        value: Box<Expr>,
+        patterns: Vec<Expr>,
+    },
+    Arithmetic {
+        op: ArithOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
     Negate(Box<Expr>),
-    Call { name: String, case_insensitive: bool, args: Vec<Expr>, name_span: Span },
+    Call {
+        name: String,
+        case_insensitive: bool,
+        args: Vec<Expr>,
+        name_span: Span,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

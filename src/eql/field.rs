@@ -11,6 +11,9 @@ use serde_json::Value as Json;
 pub enum FieldAccess {
     /// Walk the document along these keys (dotted-key aware: `{"a.b":1}` and `{"a":{"b":1}}` are the same).
     Path(Vec<String>),
+    /// Like `Path`, but empty values (`""`, and objects holding only empty values) read as missing: the view of
+    /// a source whose indexing pipeline drops empty values (Elastic's Kubernetes integration does).
+    NonEmptyPath(Vec<String>),
     /// The same value for every document (e.g. data_stream.dataset). Null = always missing.
     Constant(Json),
     /// Computed from the document (e.g. event.outcome derived from an annotation). Returns null when absent.
@@ -21,6 +24,7 @@ impl fmt::Debug for FieldAccess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FieldAccess::Path(parts) => f.debug_tuple("Path").field(parts).finish(),
+            FieldAccess::NonEmptyPath(parts) => f.debug_tuple("NonEmptyPath").field(parts).finish(),
             FieldAccess::Constant(value) => f.debug_tuple("Constant").field(value).finish(),
             FieldAccess::Computed(_) => f.write_str("Computed(..)"),
         }
@@ -45,14 +49,16 @@ impl FieldMapper for PlainFields {
 /// A field ready for reading: the dotted-key spellings of every sub-path are precomputed.
 #[derive(Debug, Clone)]
 pub(crate) struct ResolvedField {
-    pub name: String,
     reader: Reader,
 }
 
 #[derive(Clone)]
 enum Reader {
     /// `keys[i][k]` is `parts[i..=i+k].join(".")`: the keys that may hold the value at depth `i`.
-    Path { keys: Vec<Vec<String>> },
+    Path {
+        keys: Vec<Vec<String>>,
+        skip_empty: bool,
+    },
     Constant(Json),
     Computed(Arc<dyn Fn(&Json) -> Json + Send + Sync>),
 }
@@ -60,7 +66,11 @@ enum Reader {
 impl fmt::Debug for Reader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reader::Path { keys } => f.debug_struct("Path").field("keys", keys).finish(),
+            Reader::Path { keys, skip_empty } => f
+                .debug_struct("Path")
+                .field("keys", keys)
+                .field("skip_empty", skip_empty)
+                .finish(),
             Reader::Constant(value) => f.debug_tuple("Constant").field(value).finish(),
             Reader::Computed(_) => f.write_str("Computed(..)"),
         }
@@ -68,30 +78,29 @@ impl fmt::Debug for Reader {
 }
 
 impl ResolvedField {
-    pub fn new(name: &str, access: FieldAccess) -> Self {
+    pub fn new(access: FieldAccess) -> Self {
         let reader = match access {
             FieldAccess::Path(parts) => Reader::Path {
-                keys: (0..parts.len()).map(|i| (i..parts.len()).map(|j| parts[i..=j].join(".")).collect()).collect(),
+                keys: dotted_spellings(&parts),
+                skip_empty: false,
+            },
+            FieldAccess::NonEmptyPath(parts) => Reader::Path {
+                keys: dotted_spellings(&parts),
+                skip_empty: true,
             },
             FieldAccess::Constant(value) => Reader::Constant(value),
             FieldAccess::Computed(compute) => Reader::Computed(compute),
         };
-        ResolvedField { name: name.to_string(), reader }
-    }
-
-    /// The document path this field reads, for projection (`None` for constants and computed fields).
-    pub fn path(&self) -> Option<Vec<String>> {
-        match &self.reader {
-            Reader::Path { keys } => Some(keys.iter().map(|alternatives| alternatives[0].clone()).collect()),
-            _ => None,
-        }
+        ResolvedField { reader }
     }
 
     /// Calls `visit` on each non-null leaf value (arrays are flattened) until it returns true; returns whether
     /// any call did.
     pub fn any_value<F: FnMut(&Json) -> bool>(&self, doc: &Json, mut visit: F) -> bool {
         match &self.reader {
-            Reader::Path { keys } => walk(doc, keys, 0, &mut visit),
+            Reader::Path { keys, skip_empty } => {
+                walk(doc, keys, 0, &mut skipping_empty(*skip_empty, visit))
+            }
             Reader::Constant(value) => any_leaf(value, &mut visit),
             Reader::Computed(compute) => any_leaf(&compute(doc), &mut visit),
         }
@@ -100,12 +109,13 @@ impl ResolvedField {
     /// Every non-null leaf value, borrowed from the document where possible.
     pub fn values<'a>(&'a self, doc: &'a Json) -> FieldValues<'a> {
         match &self.reader {
-            Reader::Path { keys } => {
+            Reader::Path { keys, skip_empty } => {
                 let mut out = Vec::new();
-                walk(doc, keys, 0, &mut |v: &'a Json| {
+                let collect = |v: &'a Json| {
                     out.push(v);
                     false
-                });
+                };
+                walk(doc, keys, 0, &mut skipping_empty(*skip_empty, collect));
                 FieldValues::Borrowed(out)
             }
             Reader::Constant(value) => {
@@ -128,20 +138,50 @@ impl ResolvedField {
     }
 }
 
+/// `keys[i][k]` is `parts[i..=i+k].join(".")`.
+fn dotted_spellings(parts: &[String]) -> Vec<Vec<String>> {
+    (0..parts.len())
+        .map(|i| (i..parts.len()).map(|j| parts[i..=j].join(".")).collect())
+        .collect()
+}
+
+/// Wraps a leaf visitor so that, when `skip`, empty leaves are never visited.
+fn skipping_empty<'a, F: FnMut(&'a Json) -> bool>(
+    skip: bool,
+    mut visit: F,
+) -> impl FnMut(&'a Json) -> bool {
+    move |leaf| !(skip && is_empty(leaf)) && visit(leaf)
+}
+
+fn is_empty(value: &Json) -> bool {
+    match value {
+        Json::Null => true,
+        Json::String(s) => s.is_empty(),
+        Json::Array(items) => items.iter().all(is_empty),
+        Json::Object(map) => map.values().all(is_empty),
+        Json::Bool(_) | Json::Number(_) => false,
+    }
+}
+
 pub(crate) enum FieldValues<'a> {
     Borrowed(Vec<&'a Json>),
     Owned(Vec<Json>),
 }
 
-fn walk<'a, F: FnMut(&'a Json) -> bool>(node: &'a Json, keys: &[Vec<String>], depth: usize, visit: &mut F) -> bool {
+fn walk<'a, F: FnMut(&'a Json) -> bool>(
+    node: &'a Json,
+    keys: &[Vec<String>],
+    depth: usize,
+    visit: &mut F,
+) -> bool {
     if depth == keys.len() {
         return any_leaf(node, visit);
     }
     match node {
-        Json::Object(map) => keys[depth]
-            .iter()
-            .enumerate()
-            .any(|(extra, key)| map.get(key).is_some_and(|child| walk(child, keys, depth + extra + 1, visit))),
+        Json::Object(map) => keys[depth].iter().enumerate().any(|(extra, key)| {
+            map.get(key)
+                .is_some_and(|child| walk(child, keys, depth + extra + 1, visit))
+        }),
         Json::Array(items) => items.iter().any(|item| walk(item, keys, depth, visit)),
         _ => false,
     }
@@ -161,7 +201,7 @@ mod tests {
     use serde_json::json;
 
     fn values(field: &str, doc: &Json) -> Vec<Json> {
-        let resolved = ResolvedField::new(field, PlainFields.access(field));
+        let resolved = ResolvedField::new(PlainFields.access(field));
         match resolved.values(doc) {
             FieldValues::Borrowed(v) => v.into_iter().cloned().collect(),
             FieldValues::Owned(v) => v,
@@ -170,11 +210,33 @@ mod tests {
 
     #[test]
     fn dotted_keys_nested_objects_and_arrays_are_equivalent() {
-        assert_eq!(values("a.b.c", &json!({"a": {"b": {"c": 1}}})), vec![json!(1)]);
+        assert_eq!(
+            values("a.b.c", &json!({"a": {"b": {"c": 1}}})),
+            vec![json!(1)]
+        );
         assert_eq!(values("a.b.c", &json!({"a.b.c": 1})), vec![json!(1)]);
         assert_eq!(values("a.b.c", &json!({"a": {"b.c": 1}})), vec![json!(1)]);
-        assert_eq!(values("a.b", &json!({"a": [{"b": 1}, {"b": [2, null]}]})), vec![json!(1), json!(2)]);
+        assert_eq!(
+            values("a.b", &json!({"a": [{"b": 1}, {"b": [2, null]}]})),
+            vec![json!(1), json!(2)]
+        );
         assert!(values("a.x", &json!({"a": {"b": 1}})).is_empty());
         assert!(values("a", &json!({"a": null})).is_empty());
+    }
+
+    #[test]
+    fn non_empty_paths_read_empty_values_as_missing() {
+        let read = |doc: &Json| {
+            let resolved =
+                ResolvedField::new(FieldAccess::NonEmptyPath(vec!["a".into(), "b".into()]));
+            match resolved.values(doc) {
+                FieldValues::Borrowed(v) => v.into_iter().cloned().collect::<Vec<_>>(),
+                FieldValues::Owned(v) => v,
+            }
+        };
+        assert!(read(&json!({"a": {"b": ""}})).is_empty());
+        assert!(read(&json!({"a": {"b": {"c": "", "d": []}}})).is_empty());
+        assert_eq!(read(&json!({"a": {"b": ["", "x"]}})), vec![json!("x")]);
+        assert_eq!(read(&json!({"a": {"b": 0}})), vec![json!(0)]);
     }
 }

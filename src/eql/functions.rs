@@ -32,15 +32,20 @@ pub(crate) struct Signature {
     pub has_insensitive_variant: bool,
 }
 
+/// Function names are case-insensitive in ES (`CONCAT` is `concat`); `name` must be lowercased.
 pub(crate) fn signature(name: &str) -> Option<Signature> {
-    let sig = |min_args, max_args, has_insensitive_variant| Signature { min_args, max_args, has_insensitive_variant };
+    let sig = |min_args, max_args, has_insensitive_variant| Signature {
+        min_args,
+        max_args,
+        has_insensitive_variant,
+    };
     Some(match name {
         "add" | "subtract" | "multiply" | "divide" | "modulo" => sig(2, Some(2), false),
         "between" => sig(3, Some(4), true),
-        "cidrMatch" => sig(2, None, false),
+        "cidrmatch" => sig(2, None, false),
         "concat" => sig(1, None, false),
-        "endsWith" | "startsWith" | "stringContains" => sig(2, Some(2), true),
-        "indexOf" => sig(2, Some(3), true),
+        "endswith" | "startswith" | "stringcontains" => sig(2, Some(2), true),
+        "indexof" => sig(2, Some(3), true),
         "length" | "string" => sig(1, Some(1), false),
         "number" => sig(1, Some(2), false),
         "substring" => sig(2, Some(3), false),
@@ -71,7 +76,13 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: &IpAddr) -> bool {
-        let mask = |bits: u32, width: u32| if bits == 0 { 0u128 } else { (!0u128) << (width - bits) };
+        let mask = |bits: u32, width: u32| {
+            if bits == 0 {
+                0u128
+            } else {
+                (!0u128) << (width - bits)
+            }
+        };
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let m = mask(self.prefix, 32) as u32;
@@ -87,7 +98,9 @@ impl Cidr {
 }
 
 pub(crate) fn cidr_match(cidrs: &[Cidr], text: &str) -> bool {
-    text.trim().parse::<IpAddr>().is_ok_and(|ip| cidrs.iter().any(|c| c.contains(&ip)))
+    text.trim()
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| cidrs.iter().any(|c| c.contains(&ip)))
 }
 
 impl Function {
@@ -106,9 +119,13 @@ impl Function {
                     _ => false,
                 };
                 match (text(arg(0)), text(arg(1)), text(arg(2))) {
-                    (Some(s), Some(left), Some(right)) => {
-                        Value::Str(Cow::Owned(between(&s, &left, &right, greedy, *case_insensitive)))
-                    }
+                    (Some(s), Some(left), Some(right)) => Value::Str(Cow::Owned(between(
+                        &s,
+                        &left,
+                        &right,
+                        greedy,
+                        *case_insensitive,
+                    ))),
                     _ => Value::Null,
                 }
             }
@@ -126,14 +143,18 @@ impl Function {
                 }
                 Value::Str(Cow::Owned(out))
             }
-            Function::EndsWith { case_insensitive } => string_test(arg(0), arg(1), *case_insensitive, |s, p| s.ends_with(p)),
+            Function::EndsWith { case_insensitive } => {
+                string_test(arg(0), arg(1), *case_insensitive, |s, p| s.ends_with(p))
+            }
             Function::StartsWith { case_insensitive } => {
                 string_test(arg(0), arg(1), *case_insensitive, |s, p| s.starts_with(p))
             }
             Function::StringContains { case_insensitive } => {
                 string_test(arg(0), arg(1), *case_insensitive, |s, p| s.contains(p))
             }
-            Function::IndexOf { case_insensitive } => index_of(arg(0), arg(1), arg(2), *case_insensitive),
+            Function::IndexOf { case_insensitive } => {
+                index_of(arg(0), arg(1), arg(2), *case_insensitive)
+            }
             Function::Length => match arg(0) {
                 Value::Str(s) => Value::Int(s.chars().count() as i64),
                 _ => Value::Null,
@@ -153,14 +174,24 @@ fn text<'a>(value: &Value<'a>) -> Option<Cow<'a, str>> {
 }
 
 fn fold_case(s: &str, case_insensitive: bool) -> Cow<'_, str> {
-    if case_insensitive { Cow::Owned(s.to_lowercase()) } else { Cow::Borrowed(s) }
+    if case_insensitive {
+        Cow::Owned(s.to_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
-fn string_test(value: &Value<'_>, pattern: &Value<'_>, case_insensitive: bool, test: fn(&str, &str) -> bool) -> Value<'static> {
+fn string_test(
+    value: &Value<'_>,
+    pattern: &Value<'_>,
+    case_insensitive: bool,
+    test: fn(&str, &str) -> bool,
+) -> Value<'static> {
     match (value, pattern) {
-        (Value::Str(s), Value::Str(p)) => {
-            Value::Bool(test(&fold_case(s, case_insensitive), &fold_case(p, case_insensitive)))
-        }
+        (Value::Str(s), Value::Str(p)) => Value::Bool(test(
+            &fold_case(s, case_insensitive),
+            &fold_case(p, case_insensitive),
+        )),
         _ => Value::Null,
     }
 }
@@ -207,20 +238,35 @@ fn between(s: &str, left: &str, right: &str, greedy: bool, case_insensitive: boo
         return s.to_string();
     }
     // ASCII folding keeps byte offsets valid in the original string
-    let fold = |t: &str| if case_insensitive { t.to_ascii_lowercase() } else { t.to_string() };
+    let fold = |t: &str| {
+        if case_insensitive {
+            t.to_ascii_lowercase()
+        } else {
+            t.to_string()
+        }
+    };
     let (haystack, left, right) = (fold(s), fold(left), fold(right));
     let Some(found) = haystack.find(&left) else {
         return String::new();
     };
     let start = found + left.len();
-    let end = if greedy { haystack.rfind(&right) } else { haystack[start..].find(&right).map(|i| i + start) };
+    let end = if greedy {
+        haystack.rfind(&right)
+    } else {
+        haystack[start..].find(&right).map(|i| i + start)
+    };
     match end {
         Some(end) if end >= start => s.get(start..end).unwrap_or_default().to_string(),
         _ => String::new(),
     }
 }
 
-fn index_of<'a>(value: &Value<'_>, needle: &Value<'_>, start: &Value<'_>, case_insensitive: bool) -> Value<'a> {
+fn index_of<'a>(
+    value: &Value<'_>,
+    needle: &Value<'_>,
+    start: &Value<'_>,
+    case_insensitive: bool,
+) -> Value<'a> {
     let (Value::Str(s), Value::Str(needle)) = (value, needle) else {
         return Value::Null;
     };
@@ -229,9 +275,17 @@ fn index_of<'a>(value: &Value<'_>, needle: &Value<'_>, start: &Value<'_>, case_i
         Value::Null => 0,
         _ => return Value::Null,
     };
-    let (haystack, needle) = (fold_case(s, case_insensitive), fold_case(needle, case_insensitive));
+    let (haystack, needle) = (
+        fold_case(s, case_insensitive),
+        fold_case(needle, case_insensitive),
+    );
     // indexes are in characters, like Java's (for BMP text)
-    let Some(byte_start) = haystack.char_indices().map(|(i, _)| i).chain([haystack.len()]).nth(start) else {
+    let Some(byte_start) = haystack
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([haystack.len()])
+        .nth(start)
+    else {
         return Value::Null;
     };
     match haystack[byte_start..].find(needle.as_ref()) {
@@ -256,7 +310,11 @@ fn to_number<'a>(value: &Value<'_>, base: &Value<'_>) -> Value<'a> {
         Value::Int(r) if (2..=36).contains(r) => *r as u32,
         _ => return Value::Null,
     };
-    let digits = if has_hex_prefix && radix == 16 { &s[2..] } else { s.as_ref() };
+    let digits = if has_hex_prefix && radix == 16 {
+        &s[2..]
+    } else {
+        s.as_ref()
+    };
     if radix == 10 {
         if let Ok(i) = digits.parse::<i64>() {
             return Value::Int(i);
@@ -290,7 +348,12 @@ fn substring<'a>(value: &Value<'a>, start: &Value<'_>, end: &Value<'_>) -> Value
     if start >= end {
         return Value::Str(Cow::Borrowed(""));
     }
-    Value::Str(Cow::Owned(s.chars().skip(start as usize).take((end - start) as usize).collect()))
+    Value::Str(Cow::Owned(
+        s.chars()
+            .skip(start as usize)
+            .take((end - start) as usize)
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -306,37 +369,85 @@ mod tests {
         let functions = [
             Function::Add,
             Function::Divide,
-            Function::Between { case_insensitive: false },
+            Function::Between {
+                case_insensitive: false,
+            },
             Function::CidrMatch(vec![]),
             Function::Concat,
-            Function::EndsWith { case_insensitive: true },
-            Function::IndexOf { case_insensitive: false },
+            Function::EndsWith {
+                case_insensitive: true,
+            },
+            Function::IndexOf {
+                case_insensitive: false,
+            },
             Function::Length,
             Function::Number,
-            Function::StartsWith { case_insensitive: false },
+            Function::StartsWith {
+                case_insensitive: false,
+            },
             Function::String,
-            Function::StringContains { case_insensitive: false },
+            Function::StringContains {
+                case_insensitive: false,
+            },
             Function::Substring,
         ];
         for function in functions {
-            assert_eq!(function.apply(&[Value::Null, s("a"), s("b")]), Value::Null, "{function:?}");
+            assert_eq!(
+                function.apply(&[Value::Null, s("a"), s("b")]),
+                Value::Null,
+                "{function:?}"
+            );
         }
         assert_eq!(Function::Concat.apply(&[s("a"), Value::Null]), Value::Null);
-        assert_eq!(Function::StartsWith { case_insensitive: false }.apply(&[s("a"), Value::Null]), Value::Null);
+        assert_eq!(
+            Function::StartsWith {
+                case_insensitive: false
+            }
+            .apply(&[s("a"), Value::Null]),
+            Value::Null
+        );
     }
 
     #[test]
     fn string_functions_follow_es() {
-        let between = Function::Between { case_insensitive: true };
-        assert_eq!(between.apply(&[s("System Idle Process"), s("s"), s("E")]), s("yst"));
-        assert_eq!(Function::Substring.apply(&[s("explorer.exe"), Value::Int(-4)]), s(".exe"));
-        assert_eq!(Function::Substring.apply(&[s("explorer.exe"), Value::Int(1), Value::Int(3)]), s("xp"));
-        let index_of = Function::IndexOf { case_insensitive: true };
-        assert_eq!(index_of.apply(&[s("Explorer.exe"), s("PLORE")]), Value::Int(2));
-        assert_eq!(index_of.apply(&[s("Explorer.exe"), s("plore"), Value::Int(4)]), Value::Null);
-        assert_eq!(Function::Number.apply(&[s("0x32"), Value::Int(16)]), Value::Int(50));
-        assert_eq!(Function::Divide.apply(&[Value::Int(83), Value::Int(2)]), Value::Int(41));
-        assert_eq!(Function::Concat.apply(&[Value::Int(5), s(":"), Value::Bool(true)]), s("5:true"));
+        let between = Function::Between {
+            case_insensitive: true,
+        };
+        assert_eq!(
+            between.apply(&[s("System Idle Process"), s("s"), s("E")]),
+            s("yst")
+        );
+        assert_eq!(
+            Function::Substring.apply(&[s("explorer.exe"), Value::Int(-4)]),
+            s(".exe")
+        );
+        assert_eq!(
+            Function::Substring.apply(&[s("explorer.exe"), Value::Int(1), Value::Int(3)]),
+            s("xp")
+        );
+        let index_of = Function::IndexOf {
+            case_insensitive: true,
+        };
+        assert_eq!(
+            index_of.apply(&[s("Explorer.exe"), s("PLORE")]),
+            Value::Int(2)
+        );
+        assert_eq!(
+            index_of.apply(&[s("Explorer.exe"), s("plore"), Value::Int(4)]),
+            Value::Null
+        );
+        assert_eq!(
+            Function::Number.apply(&[s("0x32"), Value::Int(16)]),
+            Value::Int(50)
+        );
+        assert_eq!(
+            Function::Divide.apply(&[Value::Int(83), Value::Int(2)]),
+            Value::Int(41)
+        );
+        assert_eq!(
+            Function::Concat.apply(&[Value::Int(5), s(":"), Value::Bool(true)]),
+            s("5:true")
+        );
         let cidr = Function::CidrMatch(vec![Cidr::parse("10.6.48.157/8").unwrap()]);
         assert_eq!(cidr.apply(&[s("10.1.2.3")]), Value::Bool(true));
         assert_eq!(cidr.apply(&[s("11.1.2.3")]), Value::Bool(false));

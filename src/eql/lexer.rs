@@ -56,7 +56,11 @@ impl Token {
 }
 
 pub(crate) fn tokenize(source: &str) -> Result<Vec<Token>, ParseError> {
-    let mut lexer = Lexer { source, bytes: source.as_bytes(), pos: 0 };
+    let mut lexer = Lexer {
+        source,
+        bytes: source.as_bytes(),
+        pos: 0,
+    };
     let mut tokens = Vec::new();
     loop {
         let token = lexer.next_token()?;
@@ -96,7 +100,11 @@ impl Lexer<'_> {
                     let start = self.pos;
                     match self.source[self.pos + 2..].find("*/") {
                         Some(end) => self.pos += end + 4,
-                        None => return Err(self.error(Span::new(start, start + 2), "unterminated comment")),
+                        None => {
+                            return Err(
+                                self.error(Span::new(start, start + 2), "unterminated comment")
+                            );
+                        }
                     }
                 }
                 _ => return Ok(()),
@@ -143,12 +151,18 @@ impl Lexer<'_> {
             b'0'..=b'9' => return self.number(),
             c if c == b'_' || c == b'@' || c.is_ascii_alphabetic() => return Ok(self.ident()),
             _ => {
-                let ch = self.source[start..].chars().next().map_or(1, char::len_utf8);
+                let ch = self.source[start..]
+                    .chars()
+                    .next()
+                    .map_or(1, char::len_utf8);
                 return Err(self.error(Span::new(start, start + ch), "unexpected character"));
             }
         };
         self.pos += len;
-        Ok(Token { kind, span: Span::new(start, self.pos) })
+        Ok(Token {
+            kind,
+            span: Span::new(start, self.pos),
+        })
     }
 
     fn ident(&mut self) -> Token {
@@ -160,7 +174,10 @@ impl Lexer<'_> {
             self.pos += 1;
         }
         let name = self.source[start..self.pos].to_string();
-        Token { kind: TokenKind::Ident(name), span: Span::new(start, self.pos) }
+        Token {
+            kind: TokenKind::Ident(name),
+            span: Span::new(start, self.pos),
+        }
     }
 
     fn quoted_ident(&mut self) -> Result<Token, ParseError> {
@@ -177,9 +194,17 @@ impl Lexer<'_> {
                 Some(i) => {
                     name.push_str(&self.source[self.pos..self.pos + i]);
                     self.pos += i + 1;
-                    return Ok(Token { kind: TokenKind::QuotedIdent(name), span: Span::new(start, self.pos) });
+                    return Ok(Token {
+                        kind: TokenKind::QuotedIdent(name),
+                        span: Span::new(start, self.pos),
+                    });
                 }
-                None => return Err(self.error(Span::new(start, start + 1), "unterminated quoted field name")),
+                None => {
+                    return Err(self.error(
+                        Span::new(start, start + 1),
+                        "unterminated quoted field name",
+                    ));
+                }
             }
         }
     }
@@ -198,7 +223,8 @@ impl Lexer<'_> {
             }
         }
         if matches!(self.peek(0), b'e' | b'E')
-            && (self.peek(1).is_ascii_digit() || (matches!(self.peek(1), b'+' | b'-') && self.peek(2).is_ascii_digit()))
+            && (self.peek(1).is_ascii_digit()
+                || (matches!(self.peek(1), b'+' | b'-') && self.peek(2).is_ascii_digit()))
         {
             is_float = true;
             self.pos += 2;
@@ -209,11 +235,17 @@ impl Lexer<'_> {
         let text = &self.source[start..self.pos];
         let span = Span::new(start, self.pos);
         let kind = if is_float {
-            TokenKind::Float(text.parse().map_err(|_| self.error(span, "invalid number"))?)
+            TokenKind::Float(
+                text.parse()
+                    .map_err(|_| self.error(span, "invalid number"))?,
+            )
         } else {
             match text.parse::<i64>() {
                 Ok(n) => TokenKind::Int(n),
-                Err(_) => TokenKind::Float(text.parse().map_err(|_| self.error(span, "invalid number"))?),
+                Err(_) => TokenKind::Float(
+                    text.parse()
+                        .map_err(|_| self.error(span, "invalid number"))?,
+                ),
             }
         };
         Ok(Token { kind, span })
@@ -227,7 +259,10 @@ impl Lexer<'_> {
                 Some(end) => {
                     let value = self.source[start + 3..start + 3 + end].to_string();
                     self.pos = start + end + 6;
-                    Ok(Token { kind: TokenKind::Str(value), span: Span::new(start, self.pos) })
+                    Ok(Token {
+                        kind: TokenKind::Str(value),
+                        span: Span::new(start, self.pos),
+                    })
                 }
                 None => Err(self.error(Span::new(start, start + 3), "unterminated raw string")),
             };
@@ -242,9 +277,14 @@ impl Lexer<'_> {
             match c {
                 '"' => {
                     self.pos += 1;
-                    return Ok(Token { kind: TokenKind::Str(value), span: Span::new(start, self.pos) });
+                    return Ok(Token {
+                        kind: TokenKind::Str(value),
+                        span: Span::new(start, self.pos),
+                    });
                 }
-                '\n' | '\r' => return Err(self.error(Span::new(start, self.pos), "unterminated string")),
+                '\n' | '\r' => {
+                    return Err(self.error(Span::new(start, self.pos), "unterminated string"));
+                }
                 '\\' => {
                     let escape_start = self.pos;
                     let escaped = rest[1..].chars().next();
@@ -279,7 +319,10 @@ impl Lexer<'_> {
     /// `\u{XXXX}` with 2 to 8 hex digits (ES syntax); `self.pos` is just after the `u`.
     fn unicode_escape(&mut self, escape_start: usize) -> Result<char, ParseError> {
         let invalid = |lexer: &Self, end: usize| {
-            lexer.error(Span::new(escape_start, end), "invalid unicode escape, expected \\u{XXXX} with 2-8 hex digits")
+            lexer.error(
+                Span::new(escape_start, end),
+                "invalid unicode escape, expected \\u{XXXX} with 2-8 hex digits",
+            )
         };
         if self.peek(0) != b'{' {
             return Err(invalid(self, self.pos));

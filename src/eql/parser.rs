@@ -8,13 +8,17 @@ use super::lexer::{Token, TokenKind, tokenize};
 
 /// Words that cannot be used as bare field names.
 const RESERVED: &[&str] = &[
-    "and", "or", "not", "in", "in~", "like", "like~", "regex", "regex~", "where", "sequence", "sample", "by",
-    "with", "until", "true", "false", "null", "any", "join", "of",
+    "and", "or", "not", "in", "in~", "like", "like~", "regex", "regex~", "where", "sequence",
+    "sample", "by", "with", "until", "true", "false", "null", "any", "join", "of",
 ];
 
 pub(crate) fn parse_query(source: &str) -> Result<Query, ParseError> {
     let tokens = tokenize(source)?;
-    let mut parser = Parser { source, tokens, pos: 0 };
+    let mut parser = Parser {
+        source,
+        tokens,
+        pos: 0,
+    };
     let body = if parser.peek().is_keyword("sequence") {
         QueryBody::Sequence(parser.sequence()?)
     } else if parser.peek().is_keyword("sample") {
@@ -26,7 +30,11 @@ pub(crate) fn parse_query(source: &str) -> Result<Query, ParseError> {
     if parser.peek().kind != TokenKind::Eof {
         return Err(parser.unexpected("`|` or the end of the query"));
     }
-    Ok(Query { source: Arc::from(source), body, pipes })
+    Ok(Query {
+        source: Arc::from(source),
+        body,
+        pipes,
+    })
 }
 
 struct Parser<'a> {
@@ -76,7 +84,11 @@ impl Parser<'_> {
     }
 
     fn expect(&mut self, kind: &TokenKind, expected: &str) -> Result<Token, ParseError> {
-        if &self.peek().kind == kind { Ok(self.advance()) } else { Err(self.unexpected(expected)) }
+        if &self.peek().kind == kind {
+            Ok(self.advance())
+        } else {
+            Err(self.unexpected(expected))
+        }
     }
 
     fn eat_keyword(&mut self, word: &str) -> bool {
@@ -89,7 +101,11 @@ impl Parser<'_> {
     }
 
     fn expect_keyword(&mut self, word: &str) -> Result<Token, ParseError> {
-        if self.peek().is_keyword(word) { Ok(self.advance()) } else { Err(self.unexpected(&format!("`{word}`"))) }
+        if self.peek().is_keyword(word) {
+            Ok(self.advance())
+        } else {
+            Err(self.unexpected(&format!("`{word}`")))
+        }
     }
 
     /// `<category> where <condition>`; `follow` names what may come after, for error messages.
@@ -102,12 +118,18 @@ impl Parser<'_> {
             TokenKind::Str(name) => Some(name.clone()),
             _ => {
                 self.pos -= 1;
-                return Err(self.unexpected("an event category (e.g. `process`, `any`, `sequence` or `sample`)"));
+                return Err(self.unexpected(
+                    "an event category (e.g. `process`, `any`, `sequence` or `sample`)",
+                ));
             }
         };
         self.expect_keyword("where")?;
         let condition = self.expression(follow)?;
-        Ok(EventQuery { category, span: start.to(condition.span), condition })
+        Ok(EventQuery {
+            category,
+            span: start.to(condition.span),
+            condition,
+        })
     }
 
     fn sequence(&mut self) -> Result<Sequence, ParseError> {
@@ -132,16 +154,32 @@ impl Parser<'_> {
         if stages.len() < 2 {
             return Err(self.unexpected("a sequence term `[ … ]` (a sequence needs at least two)"));
         }
-        let until = if self.eat_keyword("until") { Some(self.stage(false)?) } else { None };
+        let until = if self.eat_keyword("until") {
+            Some(self.stage(false)?)
+        } else {
+            None
+        };
         if stages.iter().all(|s| s.missing) {
-            return Err(self.error(stages[0].span, "a sequence needs at least one non-missing event term"));
+            return Err(self.error(
+                stages[0].span,
+                "a sequence needs at least one non-missing event term",
+            ));
         }
-        Ok(Sequence { by, maxspan, stages, until })
+        Ok(Sequence {
+            by,
+            maxspan,
+            stages,
+            until,
+        })
     }
 
     fn sample(&mut self) -> Result<Sample, ParseError> {
         self.expect_keyword("sample")?;
-        let by = if self.eat_keyword("by") { self.join_keys()? } else { Vec::new() };
+        let by = if self.eat_keyword("by") {
+            self.join_keys()?
+        } else {
+            Vec::new()
+        };
         let mut stages = Vec::new();
         while self.peek().kind == TokenKind::LBracket {
             stages.push(self.stage(false)?);
@@ -179,7 +217,10 @@ impl Parser<'_> {
             }
         };
         self.advance();
-        Ok(MaxSpan { nanos: (value * nanos_per_unit) as i64, span: start.to(unit_token.span) })
+        Ok(MaxSpan {
+            nanos: (value * nanos_per_unit) as i64,
+            span: start.to(unit_token.span),
+        })
     }
 
     fn join_keys(&mut self) -> Result<Vec<Expr>, ParseError> {
@@ -196,19 +237,36 @@ impl Parser<'_> {
         self.expect(&TokenKind::LBracket, "`[`")?;
         let query = self.event_query("`]`")?;
         let close = self.expect(&TokenKind::RBracket, "an operator or `]`")?;
-        let by = if self.eat_keyword("by") { self.join_keys()? } else { Vec::new() };
+        let by = if self.eat_keyword("by") {
+            self.join_keys()?
+        } else {
+            Vec::new()
+        };
         let mut runs = 1;
-        if allow_sequence_options && self.peek().is_keyword("with") && self.peek_at(1).is_keyword("runs") {
+        if allow_sequence_options
+            && self.peek().is_keyword("with")
+            && self.peek_at(1).is_keyword("runs")
+        {
             self.advance();
             self.advance();
             self.expect(&TokenKind::Assign, "`=`")?;
             let count = self.advance();
             match count.kind {
                 TokenKind::Int(n) if (1..=100).contains(&n) => runs = n as u32,
-                _ => return Err(self.error(count.span, "expected a number of runs between 1 and 100")),
+                _ => {
+                    return Err(
+                        self.error(count.span, "expected a number of runs between 1 and 100")
+                    );
+                }
             }
         }
-        Ok(Stage { query, by, runs, missing, span: start.to(close.span) })
+        Ok(Stage {
+            query,
+            by,
+            runs,
+            missing,
+            span: start.to(close.span),
+        })
     }
 
     fn pipes(&mut self) -> Result<Vec<Pipe>, ParseError> {
@@ -218,7 +276,9 @@ impl Parser<'_> {
             let is_head = name.is_keyword("head");
             if !is_head && !name.is_keyword("tail") {
                 self.pos -= 1;
-                return Err(self.unexpected("`head` or `tail` (the only pipes Elasticsearch supports)"));
+                return Err(
+                    self.unexpected("`head` or `tail` (the only pipes Elasticsearch supports)")
+                );
             }
             let mut span = name.span;
             // ES defaults to 10 when the count is omitted
@@ -226,9 +286,14 @@ impl Parser<'_> {
             if let TokenKind::Int(n) = self.peek().kind {
                 let token = self.advance();
                 span = span.to(token.span);
-                count = usize::try_from(n).map_err(|_| self.error(token.span, "expected a non-negative count"))?;
+                count = usize::try_from(n)
+                    .map_err(|_| self.error(token.span, "expected a non-negative count"))?;
             }
-            pipes.push(if is_head { Pipe::Head { count, span } } else { Pipe::Tail { count, span } });
+            pipes.push(if is_head {
+                Pipe::Head { count, span }
+            } else {
+                Pipe::Tail { count, span }
+            });
         }
         Ok(pipes)
     }
@@ -236,10 +301,17 @@ impl Parser<'_> {
     fn expression(&mut self, follow: &str) -> Result<Expr, ParseError> {
         let expr = self.or()?;
         // a dangling token that cannot continue the expression gets a precise message here
-        if matches!(self.peek().kind, TokenKind::Ident(_) | TokenKind::QuotedIdent(_) | TokenKind::Str(_))
-            && !self.peek().keyword().is_some_and(|k| ["by", "with", "until", "where"].iter().any(|w| k.eq_ignore_ascii_case(w)))
-            || matches!(self.peek().kind, TokenKind::Int(_) | TokenKind::Float(_) | TokenKind::LParen | TokenKind::Question)
-        {
+        if matches!(
+            self.peek().kind,
+            TokenKind::Ident(_) | TokenKind::QuotedIdent(_) | TokenKind::Str(_)
+        ) && !self.peek().keyword().is_some_and(|k| {
+            ["by", "with", "until", "where"]
+                .iter()
+                .any(|w| k.eq_ignore_ascii_case(w))
+        }) || matches!(
+            self.peek().kind,
+            TokenKind::Int(_) | TokenKind::Float(_) | TokenKind::LParen | TokenKind::Question
+        ) {
             let expected = if follow.contains(" or ") {
                 format!("an operator, {follow}")
             } else {
@@ -255,7 +327,10 @@ impl Parser<'_> {
         while self.eat_keyword("or") {
             let right = self.and()?;
             let span = left.span.to(right.span);
-            left = Expr { kind: ExprKind::Or(Box::new(left), Box::new(right)), span };
+            left = Expr {
+                kind: ExprKind::Or(Box::new(left), Box::new(right)),
+                span,
+            };
         }
         Ok(left)
     }
@@ -265,7 +340,10 @@ impl Parser<'_> {
         while self.eat_keyword("and") {
             let right = self.not()?;
             let span = left.span.to(right.span);
-            left = Expr { kind: ExprKind::And(Box::new(left), Box::new(right)), span };
+            left = Expr {
+                kind: ExprKind::And(Box::new(left), Box::new(right)),
+                span,
+            };
         }
         Ok(left)
     }
@@ -275,7 +353,10 @@ impl Parser<'_> {
             let start = self.advance().span;
             let inner = self.not()?;
             let span = start.to(inner.span);
-            return Ok(Expr { kind: ExprKind::Not(Box::new(inner)), span });
+            return Ok(Expr {
+                kind: ExprKind::Not(Box::new(inner)),
+                span,
+            });
         }
         self.predicate()
     }
@@ -295,7 +376,14 @@ impl Parser<'_> {
             self.advance();
             let right = self.additive()?;
             let span = left.span.to(right.span);
-            return Ok(Expr { kind: ExprKind::Compare { op, left: Box::new(left), right: Box::new(right) }, span });
+            return Ok(Expr {
+                kind: ExprKind::Compare {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                },
+                span,
+            });
         }
         if self.peek().kind == TokenKind::Colon {
             self.advance();
@@ -318,7 +406,12 @@ impl Parser<'_> {
                 }
                 let close = self.expect(&TokenKind::RParen, "`,` or `)`")?;
                 let span = left.span.to(close.span);
-                let kind = ExprKind::In { value: Box::new(left), list, negated, case_insensitive };
+                let kind = ExprKind::In {
+                    value: Box::new(left),
+                    list,
+                    negated,
+                    case_insensitive,
+                };
                 Ok(Expr { kind, span })
             }
             Some("like") => {
@@ -342,7 +435,12 @@ impl Parser<'_> {
     }
 
     /// Patterns after `:`, `like` or `regex`: one constant, or a parenthesized list of constants.
-    fn match_predicate(&mut self, value: Expr, kind: MatchKind, case_insensitive: bool) -> Result<Expr, ParseError> {
+    fn match_predicate(
+        &mut self,
+        value: Expr,
+        kind: MatchKind,
+        case_insensitive: bool,
+    ) -> Result<Expr, ParseError> {
         let mut patterns = Vec::new();
         let end = if self.eat(&TokenKind::LParen) {
             patterns.push(self.constant()?);
@@ -357,7 +455,15 @@ impl Parser<'_> {
             span
         };
         let span = value.span.to(end);
-        Ok(Expr { kind: ExprKind::Match { kind, case_insensitive, value: Box::new(value), patterns }, span })
+        Ok(Expr {
+            kind: ExprKind::Match {
+                kind,
+                case_insensitive,
+                value: Box::new(value),
+                patterns,
+            },
+            span,
+        })
     }
 
     fn constant(&mut self) -> Result<Expr, ParseError> {
@@ -371,15 +477,22 @@ impl Parser<'_> {
             (TokenKind::Str(s), false) => Literal::String(s),
             (TokenKind::Int(n), _) => Literal::Int(if negative { -n } else { n }),
             (TokenKind::Float(f), _) => Literal::Float(if negative { -f } else { f }),
-            (TokenKind::Ident(word), false) if word.eq_ignore_ascii_case("true") => Literal::Bool(true),
-            (TokenKind::Ident(word), false) if word.eq_ignore_ascii_case("false") => Literal::Bool(false),
+            (TokenKind::Ident(word), false) if word.eq_ignore_ascii_case("true") => {
+                Literal::Bool(true)
+            }
+            (TokenKind::Ident(word), false) if word.eq_ignore_ascii_case("false") => {
+                Literal::Bool(false)
+            }
             (TokenKind::Ident(word), false) if word.eq_ignore_ascii_case("null") => Literal::Null,
             _ => {
                 self.pos -= 1;
                 return Err(self.unexpected("a constant (string, number, boolean or null)"));
             }
         };
-        Ok(Expr { kind: ExprKind::Literal(literal), span: start.to(token.span) })
+        Ok(Expr {
+            kind: ExprKind::Literal(literal),
+            span: start.to(token.span),
+        })
     }
 
     fn additive(&mut self) -> Result<Expr, ParseError> {
@@ -393,7 +506,14 @@ impl Parser<'_> {
             self.advance();
             let right = self.multiplicative()?;
             let span = left.span.to(right.span);
-            left = Expr { kind: ExprKind::Arithmetic { op, left: Box::new(left), right: Box::new(right) }, span };
+            left = Expr {
+                kind: ExprKind::Arithmetic {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                },
+                span,
+            };
         }
     }
 
@@ -409,7 +529,14 @@ impl Parser<'_> {
             self.advance();
             let right = self.unary()?;
             let span = left.span.to(right.span);
-            left = Expr { kind: ExprKind::Arithmetic { op, left: Box::new(left), right: Box::new(right) }, span };
+            left = Expr {
+                kind: ExprKind::Arithmetic {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                },
+                span,
+            };
         }
     }
 
@@ -423,7 +550,10 @@ impl Parser<'_> {
                 let kind = match inner.kind {
                     ExprKind::Literal(Literal::Int(n)) => ExprKind::Literal(Literal::Int(-n)),
                     ExprKind::Literal(Literal::Float(f)) => ExprKind::Literal(Literal::Float(-f)),
-                    other => ExprKind::Negate(Box::new(Expr { kind: other, span: inner.span })),
+                    other => ExprKind::Negate(Box::new(Expr {
+                        kind: other,
+                        span: inner.span,
+                    })),
                 };
                 Ok(Expr { kind, span })
             }
@@ -443,7 +573,10 @@ impl Parser<'_> {
                 self.advance();
                 let inner = self.expression("`)`")?;
                 let close = self.expect(&TokenKind::RParen, "an operator or `)`")?;
-                Ok(Expr { kind: inner.kind, span: token.span.to(close.span) })
+                Ok(Expr {
+                    kind: inner.kind,
+                    span: token.span.to(close.span),
+                })
             }
             TokenKind::Question => {
                 self.advance();
@@ -456,11 +589,23 @@ impl Parser<'_> {
                         return Err(self.unexpected("a field name after `?`"));
                     }
                 };
-                Ok(Expr { kind: ExprKind::Field { name, optional: true }, span: token.span.to(field.span) })
+                Ok(Expr {
+                    kind: ExprKind::Field {
+                        name,
+                        optional: true,
+                    },
+                    span: token.span.to(field.span),
+                })
             }
             TokenKind::QuotedIdent(name) => {
                 self.advance();
-                Ok(Expr { kind: ExprKind::Field { name: name.clone(), optional: false }, span: token.span })
+                Ok(Expr {
+                    kind: ExprKind::Field {
+                        name: name.clone(),
+                        optional: false,
+                    },
+                    span: token.span,
+                })
             }
             TokenKind::Ident(name) => {
                 let lower = name.to_ascii_lowercase();
@@ -474,7 +619,13 @@ impl Parser<'_> {
                     return Err(self.unexpected("an expression"));
                 }
                 self.advance();
-                Ok(Expr { kind: ExprKind::Field { name: name.clone(), optional: false }, span: token.span })
+                Ok(Expr {
+                    kind: ExprKind::Field {
+                        name: name.clone(),
+                        optional: false,
+                    },
+                    span: token.span,
+                })
             }
             _ => Err(self.unexpected("an expression")),
         }
@@ -499,10 +650,88 @@ impl Parser<'_> {
         }
         let close = self.expect(&TokenKind::RParen, "an operator, `,` or `)`")?;
         let span = name_token.span.to(close.span);
-        Ok(Expr { kind: ExprKind::Call { name, case_insensitive, args, name_span: name_token.span }, span })
+        Ok(Expr {
+            kind: ExprKind::Call {
+                name,
+                case_insensitive,
+                args,
+                name_span: name_token.span,
+            },
+            span,
+        })
     }
 }
 
 fn is_reserved(word: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_renders_line_and_caret() {
+        let error = parse_query("any where\n  kubernetes.audit.verb foo \"create\"").unwrap_err();
+        assert_eq!(error.0.line, 2);
+        assert_eq!(error.0.column, 25);
+        assert_eq!(
+            error.to_string(),
+            concat!(
+                "line 2, column 25: expected an operator, `|` or the end of the query but found `foo`\n",
+                "    kubernetes.audit.verb foo \"create\"\n",
+                "                          ^^^"
+            )
+        );
+        let error = parse_query("process where (a == 1 b)").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("expected an operator or `)` but found `b`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn rejects_single_quotes_and_bad_escapes() {
+        assert!(
+            parse_query("process where a == 'x'")
+                .unwrap_err()
+                .to_string()
+                .contains("double quotes")
+        );
+        assert!(parse_query(r#"process where a == "\q""#).is_err());
+        assert!(parse_query("sequence with maxspan=10 [a where true] [b where true]").is_err());
+    }
+
+    #[test]
+    fn parses_strings_and_sequences() {
+        let query =
+            parse_query(r#"process where a == "\u{41}\t" and b : """raw\n""" // comment"#).unwrap();
+        let QueryBody::Event(event) = query.body else {
+            panic!("event query expected")
+        };
+        let ExprKind::And(left, right) = event.condition.kind else {
+            panic!("and expected")
+        };
+        let ExprKind::Compare { right: value, .. } = left.kind else {
+            panic!("compare expected")
+        };
+        assert_eq!(value.kind, ExprKind::Literal(Literal::String("A\t".into())));
+        let ExprKind::Match { patterns, .. } = right.kind else {
+            panic!("match expected")
+        };
+        assert_eq!(
+            patterns[0].kind,
+            ExprKind::Literal(Literal::String("raw\\n".into()))
+        );
+        let query = parse_query("sequence by user.name with maxspan=5m [any where true] ![any where false] with runs=2 [any where true] until [any where true] | head 3").unwrap();
+        let QueryBody::Sequence(sequence) = query.body else {
+            panic!("sequence expected")
+        };
+        assert_eq!(sequence.maxspan.map(|m| m.nanos), Some(300_000_000_000));
+        assert!(
+            sequence.stages[1].missing && sequence.stages[1].runs == 2 && sequence.until.is_some()
+        );
+    }
 }

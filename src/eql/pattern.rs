@@ -3,12 +3,31 @@
 
 use regex::Regex;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LiteralMatch {
+    Prefix,
+    Suffix,
+    Contains,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum StringMatcher {
-    Exact { text: String, case_insensitive: bool },
-    Prefix { text: String, case_insensitive: bool },
-    Suffix { text: String, case_insensitive: bool },
-    Contains { text: String, case_insensitive: bool },
+    Exact {
+        text: String,
+        case_insensitive: bool,
+    },
+    Prefix {
+        text: String,
+        case_insensitive: bool,
+    },
+    Suffix {
+        text: String,
+        case_insensitive: bool,
+    },
+    Contains {
+        text: String,
+        case_insensitive: bool,
+    },
     /// `*` alone: any string.
     Any,
     Regex(Regex),
@@ -17,22 +36,85 @@ pub(crate) enum StringMatcher {
 impl StringMatcher {
     pub fn is_match(&self, value: &str) -> bool {
         match self {
-            StringMatcher::Exact { text, case_insensitive } => {
-                if *case_insensitive { value.eq_ignore_ascii_case(text) } else { value == text }
+            StringMatcher::Exact {
+                text,
+                case_insensitive,
+            } => {
+                if *case_insensitive {
+                    value.eq_ignore_ascii_case(text)
+                } else {
+                    value == text
+                }
             }
-            StringMatcher::Prefix { text, case_insensitive } => value
-                .get(..text.len())
-                .is_some_and(|head| if *case_insensitive { head.eq_ignore_ascii_case(text) } else { head == text }),
-            StringMatcher::Suffix { text, case_insensitive } => value
+            StringMatcher::Prefix {
+                text,
+                case_insensitive,
+            } => value.get(..text.len()).is_some_and(|head| {
+                if *case_insensitive {
+                    head.eq_ignore_ascii_case(text)
+                } else {
+                    head == text
+                }
+            }),
+            StringMatcher::Suffix {
+                text,
+                case_insensitive,
+            } => value
                 .len()
                 .checked_sub(text.len())
                 .and_then(|start| value.get(start..))
-                .is_some_and(|tail| if *case_insensitive { tail.eq_ignore_ascii_case(text) } else { tail == text }),
-            StringMatcher::Contains { text, case_insensitive } => {
-                if *case_insensitive { contains_ignore_ascii_case(value, text) } else { value.contains(text.as_str()) }
+                .is_some_and(|tail| {
+                    if *case_insensitive {
+                        tail.eq_ignore_ascii_case(text)
+                    } else {
+                        tail == text
+                    }
+                }),
+            StringMatcher::Contains {
+                text,
+                case_insensitive,
+            } => {
+                if *case_insensitive {
+                    contains_ignore_ascii_case(value, text)
+                } else {
+                    value.contains(text.as_str())
+                }
             }
             StringMatcher::Any => true,
             StringMatcher::Regex(regex) => regex.is_match(value),
+        }
+    }
+
+    /// A literal prefix, suffix or substring test (`startsWith`, `endsWith`, `stringContains`).
+    pub fn literal(kind: LiteralMatch, text: &str, case_insensitive: bool) -> StringMatcher {
+        if case_insensitive && !text.is_ascii() {
+            let mut buffer = String::new();
+            for c in text.chars() {
+                push_literal(&mut buffer, c);
+            }
+            let regex = match kind {
+                LiteralMatch::Prefix => format!("(?is)^{buffer}"),
+                LiteralMatch::Suffix => format!("(?is){buffer}$"),
+                LiteralMatch::Contains => format!("(?is){buffer}"),
+            };
+            if let Ok(compiled) = Regex::new(&regex) {
+                return StringMatcher::Regex(compiled);
+            }
+        }
+        let text = text.to_string();
+        match kind {
+            LiteralMatch::Prefix => StringMatcher::Prefix {
+                text,
+                case_insensitive,
+            },
+            LiteralMatch::Suffix => StringMatcher::Suffix {
+                text,
+                case_insensitive,
+            },
+            LiteralMatch::Contains => StringMatcher::Contains {
+                text,
+                case_insensitive,
+            },
         }
     }
 
@@ -46,15 +128,31 @@ impl StringMatcher {
                 let text = inner.to_string();
                 return match (pattern.starts_with('*'), pattern.ends_with('*')) {
                     _ if inner.is_empty() && !pattern.is_empty() => StringMatcher::Any,
-                    (false, false) => StringMatcher::Exact { text, case_insensitive },
-                    (true, false) => StringMatcher::Suffix { text, case_insensitive },
-                    (false, true) => StringMatcher::Prefix { text, case_insensitive },
-                    (true, true) => StringMatcher::Contains { text, case_insensitive },
+                    (false, false) => StringMatcher::Exact {
+                        text,
+                        case_insensitive,
+                    },
+                    (true, false) => StringMatcher::Suffix {
+                        text,
+                        case_insensitive,
+                    },
+                    (false, true) => StringMatcher::Prefix {
+                        text,
+                        case_insensitive,
+                    },
+                    (true, true) => StringMatcher::Contains {
+                        text,
+                        case_insensitive,
+                    },
                 };
             }
         }
         let mut regex = String::with_capacity(pattern.len() + 16);
-        regex.push_str(if case_insensitive { "(?is)^(?:" } else { "(?s)^(?:" });
+        regex.push_str(if case_insensitive {
+            "(?is)^(?:"
+        } else {
+            "(?s)^(?:"
+        });
         for c in pattern.chars() {
             match c {
                 '*' => regex.push_str(".*"),
@@ -66,7 +164,10 @@ impl StringMatcher {
         match Regex::new(&regex) {
             Ok(compiled) => StringMatcher::Regex(compiled),
             // only escaped literals and `.`/`.*` are emitted, so this cannot fail; fall back to exact text
-            Err(_) => StringMatcher::Exact { text: pattern.to_string(), case_insensitive },
+            Err(_) => StringMatcher::Exact {
+                text: pattern.to_string(),
+                case_insensitive,
+            },
         }
     }
 
@@ -146,7 +247,9 @@ fn translate_lucene_regex(pattern: &str) -> Result<String, String> {
             '@' => out.push_str(".*"),
             '#' => out.push_str("(?:)"),
             '~' | '&' | '<' | '>' => {
-                return Err(format!("the Lucene regular expression operator `{c}` is not supported"));
+                return Err(format!(
+                    "the Lucene regular expression operator `{c}` is not supported"
+                ));
             }
             other => push_literal(&mut out, other),
         }
@@ -175,9 +278,21 @@ mod tests {
     fn lucene_regex_is_whole_value() {
         let r = StringMatcher::lucene_regex(".*?net1[ ]+localgroup.*?", false).unwrap();
         assert!(r.is_match("net1  localgroup admins"));
-        assert!(!StringMatcher::lucene_regex("net", false).unwrap().is_match("xnetx"));
-        assert!(StringMatcher::lucene_regex("a\\sb", false).unwrap().is_match("asb"));
-        assert!(StringMatcher::lucene_regex("\"a.b\"", false).unwrap().is_match("a.b"));
+        assert!(
+            !StringMatcher::lucene_regex("net", false)
+                .unwrap()
+                .is_match("xnetx")
+        );
+        assert!(
+            StringMatcher::lucene_regex("a\\sb", false)
+                .unwrap()
+                .is_match("asb")
+        );
+        assert!(
+            StringMatcher::lucene_regex("\"a.b\"", false)
+                .unwrap()
+                .is_match("a.b")
+        );
         assert!(StringMatcher::lucene_regex("a~b", false).is_err());
     }
 }

@@ -10,7 +10,9 @@ pub(crate) fn json_to_nanos(value: &Json) -> Option<i64> {
     match value {
         Json::Number(n) => match n.as_i64() {
             Some(millis) => millis.checked_mul(NANOS_PER_MILLI),
-            None => n.as_f64().map(|millis| (millis * NANOS_PER_MILLI as f64) as i64),
+            None => n
+                .as_f64()
+                .map(|millis| (millis * NANOS_PER_MILLI as f64) as i64),
         },
         Json::String(s) => parse_timestamp(s),
         Json::Array(values) => values.iter().find_map(json_to_nanos),
@@ -29,13 +31,17 @@ fn parse_epoch_millis(text: &str) -> Option<i64> {
         None => (false, text),
     };
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit())
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
     {
         return None;
     }
     let millis: i64 = whole.parse().ok()?;
     let sub_millis = fraction_to_units(fraction, 6);
-    let nanos = millis.checked_mul(NANOS_PER_MILLI)?.checked_add(sub_millis)?;
+    let nanos = millis
+        .checked_mul(NANOS_PER_MILLI)?
+        .checked_add(sub_millis)?;
     Some(if negative { -nanos } else { nanos })
 }
 
@@ -54,7 +60,11 @@ fn parse_iso8601(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
     let number = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = text.get(range)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) { part.parse().ok() } else { None }
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
     };
     if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
         return None;
@@ -98,7 +108,8 @@ fn parse_iso8601(text: &str) -> Option<i64> {
                 _ => return None,
             };
             let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
-            if digits.len() != 2 && digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            if digits.len() != 2 && digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
                 return None;
             }
             let hours: i64 = digits[0..2].parse().ok()?;
@@ -128,11 +139,26 @@ mod tests {
     #[test]
     fn parses_supported_formats() {
         assert_eq!(json_to_nanos(&serde_json::json!(1)), Some(1_000_000));
-        assert_eq!(parse_timestamp("131509374294.365140"), Some(131_509_374_294_365_140));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(parse_timestamp("1974-03-03T02:22:54.294365140Z"), Some(131_509_374_294_365_140));
-        assert_eq!(parse_timestamp("2026-12-04T20:09:43.123456Z"), parse_timestamp("2026-12-04T21:09:43.123456+01:00"));
-        assert_eq!(parse_timestamp("2017-08-30"), Some(1_504_051_200_000_000_000));
+        assert_eq!(
+            parse_timestamp("131509374294.365140"),
+            Some(131_509_374_294_365_140)
+        );
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:01.5Z"),
+            Some(1_500_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("1974-03-03T02:22:54.294365140Z"),
+            Some(131_509_374_294_365_140)
+        );
+        assert_eq!(
+            parse_timestamp("2026-12-04T20:09:43.123456Z"),
+            parse_timestamp("2026-12-04T21:09:43.123456+01:00")
+        );
+        assert_eq!(
+            parse_timestamp("2017-08-30"),
+            Some(1_504_051_200_000_000_000)
+        );
         assert_eq!(parse_timestamp("not a date"), None);
     }
 }

@@ -98,13 +98,19 @@ impl<'a> Value<'a> {
 
 /// Java's `Double.toString` for the common range: integral values keep a `.0`.
 pub(crate) fn java_double_text(f: f64) -> String {
-    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e7 { format!("{f:.1}") } else { f.to_string() }
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e7 {
+        format!("{f:.1}")
+    } else {
+        f.to_string()
+    }
 }
 
 /// Canonical text of a scalar for cross-type equality (`"5" == 5`): integral floats print as integers.
 pub(crate) fn canonical_text(value: &Value<'_>) -> Option<String> {
     match value {
-        Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => Some((*f as i64).to_string()),
+        Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Some((*f as i64).to_string())
+        }
         other => other.to_text().map(Cow::into_owned),
     }
 }
@@ -114,15 +120,25 @@ pub(crate) fn canonical_text(value: &Value<'_>) -> Option<String> {
 pub(crate) fn values_equal(a: &Value<'_>, b: &Value<'_>, case_insensitive: bool) -> bool {
     match (a, b) {
         (Value::Str(x), Value::Str(y)) => {
-            if case_insensitive { x.eq_ignore_ascii_case(y) } else { x == y }
+            if case_insensitive {
+                x.eq_ignore_ascii_case(y)
+            } else {
+                x == y
+            }
         }
         (Value::Int(x), Value::Int(y)) => x == y,
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => a.as_f64() == b.as_f64(),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            a.as_f64() == b.as_f64()
+        }
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Null, _) | (_, Value::Null) | (Value::Many(_), _) | (_, Value::Many(_)) => false,
         _ => match (canonical_text(a), canonical_text(b)) {
             (Some(x), Some(y)) => {
-                if case_insensitive { x.eq_ignore_ascii_case(&y) } else { x == y }
+                if case_insensitive {
+                    x.eq_ignore_ascii_case(&y)
+                } else {
+                    x == y
+                }
             }
             _ => false,
         },

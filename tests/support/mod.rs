@@ -243,6 +243,8 @@ impl ControlPlane {
             format!("--secure-port={}", self.api_port),
             "--bind-address=127.0.0.1".to_string(),
             "--advertise-address=127.0.0.1".to_string(),
+            // There is no node to reconcile the kubernetes Service endpoints against (as in envtest).
+            "--endpoint-reconciler-type=none".to_string(),
             format!("--tls-cert-file={}", root.join("serving.crt").display()),
             format!(
                 "--tls-private-key-file={}",
@@ -298,7 +300,13 @@ impl ControlPlane {
             {
                 panic!("kube-apiserver exited with {status}:\n{}", tail(log));
             }
+            // /readyz covers the post-start hooks (bootstrap RBAC roles among them), not just serving.
             if let Ok(client) = self.admin_client().await
+                && let Ok(request) = http::Request::get("/readyz").body(Vec::new())
+                && client
+                    .request_text(request)
+                    .await
+                    .is_ok_and(|body| body.trim() == "ok")
                 && Api::<Namespace>::all(client).get("default").await.is_ok()
             {
                 return;

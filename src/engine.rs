@@ -1,0 +1,261 @@
+//! The detection engine: EQL rules compiled against raw audit events (ECS fields resolved at compile time to where
+//! they live in the raw event, so no ECS document is built per event), and a `Detector` that feeds every event to
+//! every rule and says which matched. Pure: no Kubernetes client, no async runtime, no clock.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::ecs::{self, RawSource};
+use crate::eql::{
+    self, CompileOptions, CompiledQuery, FieldAccess, FieldMapper, PlainFields, QueryKind, Streamer,
+};
+
+/// What the documents handed to the engine are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Raw `audit.k8s.io/v1` events as the API server writes them; queries name ECS fields.
+    Audit,
+    /// Documents already in Elastic's `kubernetes.audit_logs` shape; queries read them as they are.
+    Ecs,
+}
+
+/// Resolves ECS field names onto a raw audit event, reading values exactly as Elasticsearch would read them from
+/// the document Elastic's integration makes of that event (empty values are missing, dotted keys, arrays).
+struct AuditFields;
+
+impl FieldMapper for AuditFields {
+    fn access(&self, field: &str) -> FieldAccess {
+        match ecs::raw_source(field) {
+            Some(RawSource::Path(path)) => FieldAccess::NonEmptyPath(path),
+            Some(RawSource::Constant(value)) => FieldAccess::Constant(value),
+            Some(RawSource::Computed(compute)) => FieldAccess::Computed(compute),
+            // `event.ingested` is the indexing time, which matching never reads (it would make results depend on
+            // the clock); like fields the document never has, it reads as missing.
+            Some(RawSource::Missing | RawSource::IngestTime) | None => {
+                FieldAccess::Constant(Value::Null)
+            }
+        }
+    }
+}
+
+/// A query that did not parse or compile; `Display` shows the offending line with a caret.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Parse(#[from] eql::ParseError),
+    #[error("{0}")]
+    Compile(#[from] eql::CompileError),
+}
+
+/// Parses and compiles one EQL query for documents of `input`.
+pub fn compile_query(query: &str, input: Input) -> Result<CompiledQuery, QueryError> {
+    let ast = eql::parse(query)?;
+    let fields: &dyn FieldMapper = match input {
+        Input::Audit => &AuditFields,
+        Input::Ecs => &PlainFields,
+    };
+    let options = CompileOptions {
+        fields,
+        ..CompileOptions::default()
+    };
+    Ok(eql::compile(&ast, &options)?)
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: Arc<str>,
+    pub query: CompiledQuery,
+}
+
+/// A rule matched: its index in the detector, and the ids of the matched events (one per sequence stage; `None`
+/// for a missing-event stage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    pub rule: usize,
+    pub events: Vec<Option<u64>>,
+}
+
+/// Feeds events, in arrival order, to every rule; owns the sequence state.
+pub struct Detector {
+    rules: Vec<(Rule, Streamer)>,
+}
+
+impl Detector {
+    /// Fails with the first rule that cannot run on a stream (`| tail`, `sample`), naming it.
+    pub fn new(rules: Vec<Rule>) -> Result<Self, (Arc<str>, eql::CompileError)> {
+        let rules = rules
+            .into_iter()
+            .map(|rule| match rule.query.streamer() {
+                Ok(streamer) => Ok((rule, streamer)),
+                Err(error) => Err((rule.name.clone(), error)),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Detector { rules })
+    }
+
+    pub fn rule(&self, index: usize) -> &Rule {
+        &self.rules[index].0
+    }
+
+    /// Evaluates one event against every rule.
+    pub fn observe(&mut self, id: u64, event: &Value) -> Vec<Match> {
+        let mut matches = Vec::new();
+        for (index, (rule, streamer)) in self.rules.iter_mut().enumerate() {
+            if rule.query.kind() == QueryKind::Event && !rule.query.has_pipes() {
+                // The common case needs no state: a plain filter.
+                if rule.query.matches(event) {
+                    matches.push(Match {
+                        rule: index,
+                        events: vec![Some(id)],
+                    });
+                }
+                continue;
+            }
+            matches.extend(streamer.push(id, event).into_iter().map(|hit| Match {
+                rule: index,
+                events: hit.events,
+            }));
+        }
+        matches
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn audit(username: &str, verb: &str, resource: &str) -> Value {
+        json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": "x",
+            "stage": "ResponseComplete", "verb": verb, "user": {"username": username},
+            "objectRef": {"resource": resource, "namespace": "default", "apiGroup": ""},
+            "sourceIPs": ["10.1.2.3"], "stageTimestamp": "2026-12-04T10:00:00.000000Z",
+            "annotations": {"authorization.k8s.io/decision": "allow"}
+        })
+    }
+
+    #[test]
+    fn ecs_fields_read_the_raw_event() {
+        let query = compile_query(
+            r#"any where data_stream.dataset == "kubernetes.audit_logs" and event.action == "create"
+               and user.name == "system:anonymous" and kubernetes.audit.objectRef.resource == "pods"
+               and `kubernetes.audit.annotations.authorization_k8s_io/decision` == "allow"
+               and event.outcome == "success" and source.ip == "10.1.2.3""#,
+            Input::Audit,
+        )
+        .unwrap();
+        assert!(query.matches(&audit("system:anonymous", "create", "pods")));
+        assert!(!query.matches(&audit("alice", "create", "pods")));
+    }
+
+    #[test]
+    fn empty_raw_values_are_missing_as_in_the_elastic_document() {
+        // The integration drops "" values, so `== ""` never matches and `== null` does.
+        let equals_empty = compile_query(
+            r#"any where kubernetes.audit.user.username == """#,
+            Input::Audit,
+        )
+        .unwrap();
+        let is_null = compile_query(
+            "any where kubernetes.audit.user.username == null",
+            Input::Audit,
+        )
+        .unwrap();
+        let not_empty = compile_query(
+            r#"any where kubernetes.audit.user.username != """#,
+            Input::Audit,
+        )
+        .unwrap();
+        let empty_user = audit("", "create", "pods");
+        assert!(!equals_empty.matches(&empty_user));
+        assert!(is_null.matches(&empty_user));
+        assert!(
+            not_empty.matches(&empty_user),
+            "missing fields satisfy != as Lucene's must_not does"
+        );
+        // The empty `objectRef.apiGroup` is missing too.
+        let group = compile_query(
+            "any where kubernetes.audit.objectRef.apiGroup == null",
+            Input::Audit,
+        )
+        .unwrap();
+        assert!(group.matches(&empty_user));
+    }
+
+    #[test]
+    fn ecs_input_reads_documents_as_they_are() {
+        let query = compile_query(r#"any where user.name == "bob""#, Input::Ecs).unwrap();
+        assert!(query.matches(&json!({"user": {"name": "bob"}})));
+        assert!(
+            !query.matches(&audit("bob", "get", "pods")),
+            "raw events have no user.name"
+        );
+    }
+
+    #[test]
+    fn detector_reports_event_and_sequence_matches() {
+        let rules = vec![
+            Rule {
+                name: "exec".into(),
+                query: compile_query(
+                    r#"any where kubernetes.audit.verb == "create""#,
+                    Input::Audit,
+                )
+                .unwrap(),
+            },
+            Rule {
+                name: "get-then-delete".into(),
+                query: compile_query(
+                    r#"sequence by user.name with maxspan=1m
+                         [any where event.action == "get"] [any where event.action == "delete"]"#,
+                    Input::Audit,
+                )
+                .unwrap(),
+            },
+        ];
+        let mut detector = Detector::new(rules).unwrap();
+        assert_eq!(
+            detector.observe(1, &audit("alice", "create", "pods")),
+            vec![Match {
+                rule: 0,
+                events: vec![Some(1)]
+            }]
+        );
+        assert!(
+            detector
+                .observe(2, &audit("bob", "get", "secrets"))
+                .is_empty()
+        );
+        assert!(
+            detector
+                .observe(3, &audit("alice", "delete", "secrets"))
+                .is_empty(),
+            "different user"
+        );
+        let matches = detector.observe(4, &audit("bob", "delete", "secrets"));
+        assert_eq!(
+            matches,
+            vec![Match {
+                rule: 1,
+                events: vec![Some(2), Some(4)]
+            }]
+        );
+        assert_eq!(&*detector.rule(1).name, "get-then-delete");
+    }
+
+    #[test]
+    fn rules_that_cannot_stream_are_named() {
+        let rules = vec![Rule {
+            name: "last".into(),
+            query: compile_query("any where true | tail 1", Input::Audit).unwrap(),
+        }];
+        let Err((name, error)) = Detector::new(rules) else {
+            panic!("tail accepted on a stream");
+        };
+        assert_eq!(&*name, "last");
+        assert!(error.to_string().contains("tail"), "{error}");
+    }
+}

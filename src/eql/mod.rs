@@ -1,0 +1,446 @@
+//! Elastic EQL engine: parses Elasticsearch EQL and evaluates it on JSON documents with Elasticsearch's
+//! semantics (verified against ES' own EQL QA suite, see `tests/eql_conformance.rs`).
+//!
+//! ```text
+//! parse(&str) -> Result<ast::Query, ParseError>
+//! compile(&ast::Query, &CompileOptions) -> Result<CompiledQuery, CompileError>
+//! CompileOptions { fields: &dyn FieldMapper, timestamp_field, tiebreaker_field, event_category_field }
+//!     (CompileOptions::default(): PlainFields, "@timestamp", no tiebreaker, "event.category")
+//! FieldMapper::access(&str) -> FieldAccess::{Path(Vec<String>), Constant(Json), Computed(Arc<dyn Fn>)}
+//! CompiledQuery::kind() -> QueryKind::{Event, Sequence, Sample}; has_pipes() -> bool
+//! CompiledQuery::matches(&Json) -> bool                      event queries: does one document match
+//! CompiledQuery::search(&[Json], Option<usize>) -> Vec<Hit> batch search in ES result order, pipes applied
+//! CompiledQuery::streamer() -> Result<Streamer, CompileError> (refuses `tail` and `sample`)
+//! Streamer::push(u64, &Json) -> Vec<StreamHit>                documents in arrival order
+//! CompiledQuery::fields() -> &[String]                        every field the query reads (query names)
+//! Hit { events: Vec<Option<usize>>, join_keys: Vec<Json> }    None = a missing-event (`![…]`) stage
+//! ParseError / CompileError wrap a Diagnostic whose Display shows the line with a `^^^` caret.
+//! ```
+//!
+//! Semantics in short: a field compared with constants behaves like the Lucene query ES generates (missing
+//! field: `==` false, `!=` true; multi-values: any value), expressions with functions behave like ES scripts
+//! (null propagates and never matches); dotted keys and nested objects are the same field.
+
+pub mod ast;
+mod error;
+mod expr;
+mod field;
+mod functions;
+mod lexer;
+mod parser;
+mod pattern;
+mod plan;
+mod sequence;
+mod time;
+mod value;
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+pub use error::{CompileError, Diagnostic, ParseError, Span};
+pub use field::{FieldAccess, FieldMapper, PlainFields};
+pub use plan::CompileOptions;
+
+use ast::Pipe;
+use plan::{Body, JoinKey, KeyPart, Plan, SamplePlan};
+use sequence::{Completed, SequenceMatcher};
+
+/// Parses EQL query text.
+pub fn parse(source: &str) -> Result<ast::Query, ParseError> {
+    parser::parse_query(source)
+}
+
+/// Compiles a parsed query: resolves fields through `options.fields`, prebuilds matchers, checks functions.
+pub fn compile(
+    query: &ast::Query,
+    options: &CompileOptions,
+) -> Result<CompiledQuery, CompileError> {
+    Ok(CompiledQuery {
+        plan: Arc::new(plan::compile_plan(query, options)?),
+        source: query.source.clone(),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    Event,
+    Sequence,
+    Sample,
+}
+
+/// One search result: the matching document indexes (one for an event query, one per stage otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// `None` stands for a missing-event stage (ES returns a placeholder there).
+    pub events: Vec<Option<usize>>,
+    /// The join key values of a sequence or sample (empty for event queries).
+    pub join_keys: Vec<Json>,
+}
+
+/// A hit found while streaming; event ids are the caller's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamHit {
+    pub events: Vec<Option<u64>>,
+    pub join_keys: Vec<Json>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledQuery {
+    plan: Arc<Plan>,
+    source: Arc<str>,
+}
+
+/// Sort key of a document: timestamp, then tiebreaker, then input position (missing values sort last).
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+struct EventOrder {
+    timestamp: Option<i64>,
+    tiebreaker: Option<KeyPart>,
+}
+
+fn compare_order(a: &EventOrder, b: &EventOrder) -> Ordering {
+    fn last_if_missing<T: Ord>(a: &Option<T>, b: &Option<T>) -> Ordering {
+        match (a, b) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+    last_if_missing(&a.timestamp, &b.timestamp)
+        .then_with(|| last_if_missing(&a.tiebreaker, &b.tiebreaker))
+}
+
+impl CompiledQuery {
+    pub fn kind(&self) -> QueryKind {
+        match self.plan.body {
+            Body::Event(_) => QueryKind::Event,
+            Body::Sequence(_) => QueryKind::Sequence,
+            Body::Sample(_) => QueryKind::Sample,
+        }
+    }
+
+    /// Whether the query ends in `head`/`tail` pipes.
+    pub fn has_pipes(&self) -> bool {
+        !self.plan.pipes.is_empty()
+    }
+
+    /// Every field the query reads, by query name (before mapping), including the timestamp/tiebreaker/category.
+    pub fn fields(&self) -> &[String] {
+        &self.plan.fields_read
+    }
+
+    /// Whether one document matches an event query (always false for sequences and samples).
+    pub fn matches(&self, doc: &Json) -> bool {
+        match &self.plan.body {
+            Body::Event(filter) => filter.matches(doc),
+            _ => false,
+        }
+    }
+
+    fn order_of(&self, doc: &Json) -> EventOrder {
+        let mut tiebreaker = None;
+        if let Some(field) = &self.plan.tiebreaker {
+            field.any_value(doc, |v| {
+                tiebreaker = Some(KeyPart::from_json(v));
+                true
+            });
+        }
+        let mut timestamp = None;
+        self.plan.timestamp.any_value(doc, |v| {
+            timestamp = time::json_to_nanos(v);
+            true
+        });
+        EventOrder {
+            timestamp,
+            tiebreaker,
+        }
+    }
+
+    /// Searches `docs` as Elasticsearch does and returns hits in ES result order, after `head`/`tail` pipes,
+    /// truncated to `limit` (ES `size`, 50 by default there; None = unlimited).
+    pub fn search(&self, docs: &[Json], limit: Option<usize>) -> Vec<Hit> {
+        let hits = match &self.plan.body {
+            Body::Event(filter) => {
+                let mut matched: Vec<(EventOrder, usize)> = docs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, doc)| filter.matches(doc))
+                    .map(|(i, doc)| (self.order_of(doc), i))
+                    .collect();
+                matched.sort_by(|a, b| compare_order(&a.0, &b.0).then(a.1.cmp(&b.1)));
+                matched
+                    .into_iter()
+                    .map(|(_, i)| Hit {
+                        events: vec![Some(i)],
+                        join_keys: Vec::new(),
+                    })
+                    .collect()
+            }
+            Body::Sequence(sequence) => {
+                let mut ordered: Vec<(EventOrder, usize)> = docs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, doc)| (self.order_of(doc), i))
+                    .filter(|(order, _)| order.timestamp.is_some())
+                    .collect();
+                ordered.sort_by(|a, b| compare_order(&a.0, &b.0).then(a.1.cmp(&b.1)));
+                let mut matcher = SequenceMatcher::new(sequence);
+                let mut completed = Vec::new();
+                for (order, index) in &ordered {
+                    let ts = order.timestamp.unwrap_or_default();
+                    completed.extend(matcher.push(sequence, *index, &docs[*index], ts));
+                }
+                completed.extend(matcher.finish(sequence));
+                completed.sort_by_key(|c| c.ordinal);
+                completed.into_iter().map(completed_hit).collect()
+            }
+            Body::Sample(sample) => sample_hits(sample, docs),
+        };
+        let mut hits = apply_pipes(hits, &self.plan.pipes);
+        if let Some(limit) = limit
+            && hits.len() > limit
+        {
+            if matches!(self.plan.pipes.last(), Some(Pipe::Tail { .. })) {
+                hits.drain(..hits.len() - limit);
+            } else {
+                hits.truncate(limit);
+            }
+        }
+        hits
+    }
+
+    /// A stateful matcher for documents arriving in time order. Refuses `tail` (needs the end of input) and
+    /// samples; sequences without maxspan keep state for as long as their keys stay pending.
+    pub fn streamer(&self) -> Result<Streamer, CompileError> {
+        let refuse =
+            |span: Span, message: &str| CompileError(Diagnostic::new(&self.source, span, message));
+        for pipe in &self.plan.pipes {
+            if let Pipe::Tail { span, .. } = pipe {
+                return Err(refuse(*span, "`tail` cannot be evaluated on a stream"));
+            }
+        }
+        if let Body::Sample(_) = self.plan.body {
+            return Err(refuse(
+                Span::new(0, 6),
+                "`sample` cannot be evaluated on a stream",
+            ));
+        }
+        let head = self
+            .plan
+            .pipes
+            .iter()
+            .fold(None, |limit: Option<usize>, pipe| match pipe {
+                Pipe::Head { count, .. } => Some(limit.map_or(*count, |l| l.min(*count))),
+                Pipe::Tail { .. } => limit,
+            });
+        let matcher = match &self.plan.body {
+            Body::Sequence(sequence) => Some(SequenceMatcher::new(sequence)),
+            _ => None,
+        };
+        Ok(Streamer {
+            plan: self.plan.clone(),
+            matcher,
+            remaining: head,
+        })
+    }
+}
+
+fn completed_hit(completed: Completed<usize>) -> Hit {
+    Hit {
+        events: completed.events,
+        join_keys: completed.key.iter().map(KeyPart::to_json).collect(),
+    }
+}
+
+fn apply_pipes<T>(mut hits: Vec<T>, pipes: &[Pipe]) -> Vec<T> {
+    for pipe in pipes {
+        match pipe {
+            Pipe::Head { count, .. } => hits.truncate(*count),
+            Pipe::Tail { count, .. } => {
+                let excess = hits.len().saturating_sub(*count);
+                hits.drain(..excess);
+            }
+        }
+    }
+    hits
+}
+
+/// `sample by …`: for each join key (ascending), one distinct event per stage, taking the first candidates in
+/// input order (samples have no time order).
+fn sample_hits(sample: &SamplePlan, docs: &[Json]) -> Vec<Hit> {
+    let mut candidates: BTreeMap<JoinKey, Vec<Vec<usize>>> = BTreeMap::new();
+    for (index, doc) in docs.iter().enumerate() {
+        for (stage_index, stage) in sample.stages.iter().enumerate() {
+            for key in sequence::stage_keys(stage, doc) {
+                let per_stage = candidates
+                    .entry(key)
+                    .or_insert_with(|| vec![Vec::new(); sample.stages.len()]);
+                per_stage[stage_index].push(index);
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    for (key, per_stage) in candidates {
+        let mut chosen: Vec<usize> = Vec::with_capacity(per_stage.len());
+        for stage_candidates in &per_stage {
+            match stage_candidates.iter().find(|c| !chosen.contains(c)) {
+                Some(c) => chosen.push(*c),
+                None => break,
+            }
+        }
+        if chosen.len() == per_stage.len() {
+            hits.push(Hit {
+                events: chosen.into_iter().map(Some).collect(),
+                join_keys: key.iter().map(KeyPart::to_json).collect(),
+            });
+        }
+    }
+    hits
+}
+
+/// Streaming evaluation state of one query.
+pub struct Streamer {
+    plan: Arc<Plan>,
+    matcher: Option<SequenceMatcher<u64>>,
+    /// Hits still allowed by `head` pipes.
+    remaining: Option<usize>,
+}
+
+impl Streamer {
+    /// Feeds one document (in arrival order, which should be timestamp order); returns the hits it completes.
+    /// Sequence documents without a parsable timestamp are ignored.
+    pub fn push(&mut self, id: u64, doc: &Json) -> Vec<StreamHit> {
+        if self.remaining == Some(0) {
+            return Vec::new();
+        }
+        let mut hits = match (&self.plan.body, &mut self.matcher) {
+            (Body::Event(filter), _) => {
+                if filter.matches(doc) {
+                    vec![StreamHit {
+                        events: vec![Some(id)],
+                        join_keys: Vec::new(),
+                    }]
+                } else {
+                    Vec::new()
+                }
+            }
+            (Body::Sequence(sequence), Some(matcher)) => {
+                let mut timestamp = None;
+                self.plan.timestamp.any_value(doc, |v| {
+                    timestamp = time::json_to_nanos(v);
+                    true
+                });
+                let Some(ts) = timestamp else {
+                    return Vec::new();
+                };
+                matcher
+                    .push(sequence, id, doc, ts)
+                    .into_iter()
+                    .map(|c| StreamHit {
+                        events: c.events,
+                        join_keys: c.key.iter().map(KeyPart::to_json).collect(),
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        if let Some(remaining) = &mut self.remaining {
+            hits.truncate(*remaining);
+            *remaining -= hits.len();
+        }
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn matches(query: &str, doc: Json) -> bool {
+        compile(&parse(query).unwrap(), &CompileOptions::default())
+            .unwrap()
+            .matches(&doc)
+    }
+
+    #[test]
+    fn missing_fields_follow_lucene_must_not() {
+        let doc = json!({"event": {"category": "process"}});
+        assert!(matches(r#"process where f != "x""#, doc.clone()));
+        assert!(matches(r#"process where not f == "x""#, doc.clone()));
+        assert!(!matches(r#"process where f == "x""#, doc.clone()));
+        assert!(matches("process where f == null", doc.clone()));
+        assert!(!matches("process where length(f) > 0", doc.clone()));
+        assert!(!matches("process where not length(f) > 0", doc.clone()));
+        assert!(matches("process where null == (f > 1)", doc));
+    }
+
+    #[test]
+    fn multi_values_and_dotted_keys() {
+        let doc = json!({"event.category": ["network", "process"], "a": {"b.c": ["x", "Y"]}});
+        assert!(matches(r#"process where a.b.c == "Y""#, doc.clone()));
+        assert!(matches(r#"network where a.b.c : "y""#, doc.clone()));
+        assert!(!matches(r#"process where a.b.c == "y""#, doc.clone()));
+        assert!(matches(r#"any where a.b.c in ("z", "x")"#, doc.clone()));
+        assert!(matches(r#"any where startsWith~(a.b.c, "y")"#, doc));
+    }
+
+    #[test]
+    fn compile_errors_point_at_the_function() {
+        let error = compile(
+            &parse("any where lenght(x) > 1").unwrap(),
+            &CompileOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "line 1, column 11: unknown function `lenght`\n  any where lenght(x) > 1\n            ^^^^^^"
+        );
+        assert!(
+            compile(
+                &parse("any where length(x, 1) > 1").unwrap(),
+                &CompileOptions::default()
+            )
+            .is_err()
+        );
+        assert!(
+            compile(
+                &parse("any where string~(x) == \"a\"").unwrap(),
+                &CompileOptions::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn streams_sequences() {
+        let query = compile(
+            &parse("sequence by user with maxspan=1s [a where true] [b where true]").unwrap(),
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        let mut streamer = query.streamer().unwrap();
+        let event =
+            |cat: &str, ts: i64| json!({"event": {"category": cat}, "user": "u", "@timestamp": ts});
+        assert!(streamer.push(1, &event("a", 0)).is_empty());
+        assert!(streamer.push(2, &event("b", 5000)).is_empty());
+        assert!(streamer.push(3, &event("a", 6000)).is_empty());
+        let hits = streamer.push(4, &event("b", 6500));
+        assert_eq!(
+            hits,
+            vec![StreamHit {
+                events: vec![Some(3), Some(4)],
+                join_keys: vec![json!("u")]
+            }]
+        );
+        let tail = compile(
+            &parse("any where true | tail 1").unwrap(),
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        assert!(tail.streamer().is_err());
+    }
+}

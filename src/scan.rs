@@ -1,0 +1,359 @@
+//! `vigil scan`: offline detection over audit log files (or stdin). Streams the input through the engine, so memory
+//! stays flat however large the file, except for rules that need the whole input (`| tail`, `sample`), which are
+//! evaluated once everything is read.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::alert;
+use crate::audit::event::{MalformedReason, parse_audit_line, parse_ecs_line};
+use crate::audit::lines::{Line, read_capped_line};
+use crate::crd::{AlertEvent, Severity};
+use crate::engine::{Detector, Input, Rule};
+use crate::eql::{CompiledQuery, QueryKind};
+
+/// What a match is reported under.
+#[derive(Debug, Clone)]
+pub struct RuleInfo {
+    /// The rule's metadata.name (`query` for `--query`).
+    pub name: String,
+    pub display_name: Option<String>,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    pub input: Input,
+    pub output: OutputFormat,
+    /// Longer lines are skipped and counted.
+    pub max_line_bytes: usize,
+}
+
+/// An input that could not be read (exit code 3), or output that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot read {name}: {source}")]
+    Unreadable { name: String, source: io::Error },
+    #[error("cannot write the output: {0}")]
+    Output(io::Error),
+}
+
+/// What one scan did, for the summary line on stderr.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub lines: u64,
+    pub events: u64,
+    pub matches: u64,
+    /// Skipped lines by reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+impl Summary {
+    pub fn skipped_lines(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "scanned {} events in {} lines: {} matches, {} lines skipped",
+            self.events,
+            self.lines,
+            self.matches,
+            self.skipped_lines()
+        )?;
+        if !self.skipped.is_empty() {
+            let reasons: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(reason, n)| format!("{reason}: {n}"))
+                .collect();
+            write!(f, " ({})", reasons.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone)]
+struct Origin {
+    file: Arc<str>,
+    line: u64,
+}
+
+/// Sequence matches name earlier events; their metadata is kept for this many recent events.
+const RECENT_EVENTS_KEPT: usize = 200_000;
+/// How much of a malformed line is shown (its contents may be sensitive).
+const MALFORMED_PREFIX_CHARS: usize = 32;
+
+/// Scans `files` (`-` or none: stdin) with `rules`, writing matches to `out` and diagnostics to `diagnostics`.
+pub fn scan(
+    rules: Vec<(RuleInfo, CompiledQuery)>,
+    files: &[PathBuf],
+    config: &ScanConfig,
+    out: &mut dyn Write,
+    diagnostics: &mut dyn Write,
+) -> Result<Summary, ScanError> {
+    let (infos, queries): (Vec<RuleInfo>, Vec<CompiledQuery>) = rules.into_iter().unzip();
+    let mut summary = Summary::default();
+    let mut printer = Printer {
+        infos: &infos,
+        output: config.output,
+        out,
+    };
+    let engine_rules: Vec<Rule> = infos
+        .iter()
+        .zip(&queries)
+        .map(|(info, query)| Rule {
+            name: info.name.as_str().into(),
+            query: query.clone(),
+        })
+        .collect();
+    match Detector::new(engine_rules) {
+        Ok(mut detector) => {
+            let keep_recent = queries.iter().any(|q| q.kind() != QueryKind::Event);
+            let mut recent: VecDeque<(u64, Origin, AlertEvent)> = VecDeque::new();
+            let mut current: Vec<(u64, Origin, AlertEvent)> = Vec::new();
+            for_each_event(
+                files,
+                config,
+                &mut summary,
+                diagnostics,
+                |id, origin, event, summary| {
+                    let matches = detector.observe(id, event);
+                    let needs_metadata = !matches.is_empty() || keep_recent;
+                    if !needs_metadata {
+                        return Ok(());
+                    }
+                    current.clear();
+                    current.push((id, origin.clone(), metadata(config.input, event)));
+                    for found in matches {
+                        summary.matches += 1;
+                        let events: Vec<(Origin, AlertEvent)> = found
+                            .events
+                            .iter()
+                            .flatten()
+                            .filter_map(|event_id| {
+                                current
+                                    .iter()
+                                    .chain(recent.iter().rev())
+                                    .find(|(id, _, _)| id == event_id)
+                                    .map(|(_, origin, event)| (origin.clone(), event.clone()))
+                            })
+                            .collect();
+                        printer.print(found.rule, &events)?;
+                    }
+                    if keep_recent {
+                        recent.extend(current.drain(..));
+                        while recent.len() > RECENT_EVENTS_KEPT {
+                            recent.pop_front();
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+        }
+        Err(_) => {
+            // Some rule needs the whole input (`tail`, `sample`): read everything, then search as Elasticsearch
+            // does, in its result order.
+            let mut documents = Vec::new();
+            let mut origins = Vec::new();
+            for_each_event(
+                files,
+                config,
+                &mut summary,
+                diagnostics,
+                |_, origin, event, _| {
+                    documents.push(event.clone());
+                    origins.push(origin.clone());
+                    Ok(())
+                },
+            )?;
+            for (index, query) in queries.iter().enumerate() {
+                for hit in query.search(&documents, None) {
+                    summary.matches += 1;
+                    let events: Vec<(Origin, AlertEvent)> = hit
+                        .events
+                        .iter()
+                        .flatten()
+                        .map(|&i| (origins[i].clone(), metadata(config.input, &documents[i])))
+                        .collect();
+                    printer.print(index, &events)?;
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn metadata(input: Input, event: &Value) -> AlertEvent {
+    match input {
+        Input::Audit => alert::event_metadata(event),
+        Input::Ecs => {
+            alert::event_metadata(event.pointer("/kubernetes/audit").unwrap_or(&Value::Null))
+        }
+    }
+}
+
+/// Reads every input line by line, hands each event (with a running id and its origin) to `handle`, and reports
+/// skipped lines on `diagnostics`.
+fn for_each_event(
+    files: &[PathBuf],
+    config: &ScanConfig,
+    summary: &mut Summary,
+    diagnostics: &mut dyn Write,
+    mut handle: impl FnMut(u64, &Origin, &Value, &mut Summary) -> Result<(), ScanError>,
+) -> Result<(), ScanError> {
+    let stdin_only = [PathBuf::from("-")];
+    let files = if files.is_empty() {
+        &stdin_only[..]
+    } else {
+        files
+    };
+    let mut next_id = 0u64;
+    let mut buffer = Vec::new();
+    for path in files {
+        let name: Arc<str> = if path.as_os_str() == "-" {
+            "<stdin>".into()
+        } else {
+            path.display().to_string().into()
+        };
+        let unreadable = |source| ScanError::Unreadable {
+            name: name.to_string(),
+            source,
+        };
+        let mut reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(io::BufReader::with_capacity(
+                256 * 1024,
+                std::fs::File::open(path).map_err(unreadable)?,
+            ))
+        };
+        let mut line_number = 0u64;
+        loop {
+            let line = read_capped_line(&mut reader, &mut buffer, config.max_line_bytes)
+                .map_err(unreadable)?;
+            if line == Line::End {
+                break;
+            }
+            line_number += 1;
+            summary.lines += 1;
+            let origin = Origin {
+                file: name.clone(),
+                line: line_number,
+            };
+            let parsed = match line {
+                Line::Oversized => Err(MalformedReason::Oversized),
+                _ => match config.input {
+                    Input::Audit => parse_audit_line(&buffer),
+                    Input::Ecs => parse_ecs_line(&buffer).map(|document| vec![document]),
+                },
+            };
+            match parsed {
+                Ok(events) => {
+                    for event in &events {
+                        summary.events += 1;
+                        handle(next_id, &origin, event, summary)?;
+                        next_id += 1;
+                    }
+                }
+                Err(reason) => {
+                    *summary.skipped.entry(reason.as_str()).or_default() += 1;
+                    let prefix: String = String::from_utf8_lossy(&buffer)
+                        .chars()
+                        .take(MALFORMED_PREFIX_CHARS)
+                        .collect();
+                    writeln!(
+                        diagnostics,
+                        "{}:{}: skipped: {reason} (starts with {prefix:?})",
+                        origin.file, origin.line
+                    )
+                    .map_err(ScanError::Output)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Printer<'a> {
+    infos: &'a [RuleInfo],
+    output: OutputFormat,
+    out: &'a mut dyn Write,
+}
+
+/// One match as `--output json` prints it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonMatch<'a> {
+    rule: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    severity: Severity,
+    files: Vec<&'a str>,
+    lines: Vec<u64>,
+    #[serde(rename = "auditIDs")]
+    audit_ids: Vec<&'a str>,
+    events: Vec<&'a AlertEvent>,
+    message: String,
+}
+
+impl Printer<'_> {
+    fn print(&mut self, rule: usize, events: &[(Origin, AlertEvent)]) -> Result<(), ScanError> {
+        let info = &self.infos[rule];
+        let alert_events: Vec<AlertEvent> = events.iter().map(|(_, event)| event.clone()).collect();
+        let message = alert::message(&info.name, info.display_name.as_deref(), &alert_events);
+        let written = match self.output {
+            OutputFormat::Json => {
+                let mut files: Vec<&str> = events.iter().map(|(origin, _)| &*origin.file).collect();
+                files.dedup();
+                let record = JsonMatch {
+                    rule: &info.name,
+                    display_name: info.display_name.as_deref(),
+                    severity: info.severity,
+                    files,
+                    lines: events.iter().map(|(origin, _)| origin.line).collect(),
+                    audit_ids: events
+                        .iter()
+                        .map(|(_, event)| event.audit_id.as_str())
+                        .collect(),
+                    events: events.iter().map(|(_, event)| event).collect(),
+                    message,
+                };
+                serde_json::to_writer(&mut *self.out, &record)
+                    .map_err(io::Error::from)
+                    .and_then(|()| self.out.write_all(b"\n"))
+            }
+            OutputFormat::Text => {
+                let location: Vec<String> = events
+                    .iter()
+                    .map(|(origin, event)| {
+                        format!("{}:{} auditID {}", origin.file, origin.line, event.audit_id)
+                    })
+                    .collect();
+                writeln!(
+                    self.out,
+                    "[{}] {}\n    {}",
+                    info.severity.as_str(),
+                    message,
+                    location.join("\n    ")
+                )
+            }
+        };
+        written.map_err(ScanError::Output)
+    }
+}
