@@ -99,6 +99,15 @@ impl Detector {
         &self.rules[index].0
     }
 
+    /// The smallest id of an event that a still-open sequence of any rule holds: state a restart must rebuild by
+    /// reading again from that event. `None` when no sequence is open.
+    pub fn oldest_held_event(&self) -> Option<u64> {
+        self.rules
+            .iter()
+            .filter_map(|(_, streamer)| streamer.oldest_held_event())
+            .min()
+    }
+
     /// Evaluates one event against every rule.
     pub fn observe(&mut self, id: u64, event: &Value) -> Vec<Match> {
         let mut matches = Vec::new();
@@ -244,6 +253,37 @@ mod tests {
             }]
         );
         assert_eq!(&*detector.rule(1).name, "get-then-delete");
+    }
+
+    #[test]
+    fn open_sequences_hold_their_first_event() {
+        let rules = vec![Rule {
+            name: "get-then-delete".into(),
+            query: compile_query(
+                r#"sequence by user.name with maxspan=1m
+                     [any where event.action == "get"] [any where event.action == "delete"]"#,
+                Input::Audit,
+            )
+            .unwrap(),
+        }];
+        let mut detector = Detector::new(rules).unwrap();
+        assert_eq!(detector.oldest_held_event(), None);
+        detector.observe(7, &audit("bob", "get", "secrets"));
+        detector.observe(8, &audit("alice", "get", "secrets"));
+        assert_eq!(detector.oldest_held_event(), Some(7));
+        assert_eq!(
+            detector
+                .observe(9, &audit("bob", "delete", "secrets"))
+                .len(),
+            1
+        );
+        assert_eq!(
+            detector.oldest_held_event(),
+            Some(8),
+            "bob's sequence completed; alice's is still open"
+        );
+        detector.observe(10, &audit("alice", "delete", "secrets"));
+        assert_eq!(detector.oldest_held_event(), None);
     }
 
     #[test]

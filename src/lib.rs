@@ -5,9 +5,13 @@
 
 pub mod alert;
 pub mod audit;
+pub mod controller;
 pub mod crd;
 pub mod ecs;
 pub mod engine;
 pub mod eql;
+pub mod metrics;
+pub mod operator;
 pub mod rules;
 pub mod scan;
+pub mod server;

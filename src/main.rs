@@ -7,11 +7,23 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+use vigil::audit::counters::IngestCounters;
+use vigil::audit::follow::{self, FollowConfig, FollowError};
+use vigil::audit::users::IgnoredUsers;
+use vigil::controller::{self, Retention};
 use vigil::crd::{DetectionRule, Language, Severity};
 use vigil::engine::{self, Input};
 use vigil::eql::CompiledQuery;
+use vigil::operator::{self, RunConfig};
 use vigil::rules::{self, RuleFileError};
+use vigil::scan::follow::FollowScanError;
 use vigil::scan::{self, RuleInfo, ScanConfig, ScanError};
 
 #[derive(Parser, Debug)]
@@ -91,6 +103,12 @@ struct RunArgs {
     /// Log filter in RUST_LOG syntax (also VIGIL_LOG).
     #[arg(long, env = "VIGIL_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// This vigil's name in the status Lease and in Events (the chart passes the node name).
+    #[arg(long, env = "VIGIL_NODE_NAME", default_value = "vigil")]
+    node_name: String,
+    /// Namespace of the Lease that elects the one pod writing rule status.
+    #[arg(long, env = "VIGIL_NAMESPACE", default_value = "default")]
+    namespace: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -121,6 +139,24 @@ struct ScanArgs {
     /// Longer lines are skipped and counted.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     max_line_bytes: usize,
+    /// Keep following the audit log as it is written and rotated (like `tail -F`), as the operator does.
+    #[arg(long)]
+    follow: bool,
+    /// With --follow: the audit log, a file or a directory of the log and its backups (or give one FILE).
+    #[arg(long, value_name = "PATH", requires = "follow")]
+    audit_log: Option<PathBuf>,
+    /// With --follow: file names to follow when --audit-log is a directory.
+    #[arg(long, default_value = "audit*.log*", requires = "follow")]
+    audit_log_glob: String,
+    /// With --follow: where to start when there is no checkpoint.
+    #[arg(long, value_enum, default_value_t = StartAt::End, requires = "follow")]
+    start_at: StartAt,
+    /// With --follow: file recording how far the log has been handled, so a restart resumes there.
+    #[arg(long, value_name = "FILE", requires = "follow")]
+    checkpoint: Option<PathBuf>,
+    /// With --follow: audit events of this user are ignored (repeatable).
+    #[arg(long, value_delimiter = ',', requires = "follow")]
+    ignore_user: Vec<String>,
     /// Audit log files (one Event or EventList per line); `-` or none reads stdin.
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -194,10 +230,115 @@ fn print_crds() -> Result<(), Failure> {
         .map_err(|e| Failure::UnreadableInput(e.into()))
 }
 
-fn run(_args: RunArgs) -> Result<(), Failure> {
-    Err(Failure::Usage(anyhow::anyhow!(
-        "the operator loop is not part of this build yet (tracked in issue #5); use `vigil scan`"
-    )))
+fn run(args: RunArgs) -> Result<(), Failure> {
+    init_tracing(args.log_format, &args.log_level).map_err(Failure::Usage)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(e.into()))?;
+    runtime.block_on(run_operator(args))
+}
+
+/// Logs through tracing: `VIGIL_LOG` (RUST_LOG syntax) wins over `--log-level`.
+fn init_tracing(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("VIGIL_LOG") {
+        Ok(directives) => EnvFilter::try_new(directives)?,
+        Err(_) => EnvFilter::try_new(level)?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn run_operator(args: RunArgs) -> Result<(), Failure> {
+    let usage = |message: String| Failure::Usage(anyhow::anyhow!(message));
+    let audit_log = args
+        .audit_log
+        .clone()
+        .ok_or_else(|| usage("--audit-log (or VIGIL_AUDIT_LOG) is required".to_string()))?;
+    let metrics_addr: SocketAddr = args
+        .metrics_addr
+        .parse()
+        .map_err(|e| usage(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
+    let max_age = controller::parse_duration(&args.alert_max_age).ok_or_else(|| {
+        usage(format!(
+            "--alert-max-age {:?} is not a duration like 30d",
+            args.alert_max_age
+        ))
+    })?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        usage(format!(
+            "cannot configure a Kubernetes client (in-cluster or kubeconfig): {e}"
+        ))
+    })?;
+    let config = RunConfig {
+        metrics_addr,
+        write_budget: args.write_budget,
+        retention: Retention {
+            max_count: args.alert_max_count as usize,
+            max_age,
+        },
+        ignore_users: args.ignore_user.iter().cloned().collect(),
+        identity: args.node_name.clone(),
+        namespace: args.namespace.clone(),
+        status_interval: Duration::from_secs(2),
+    };
+    let mut follow = FollowConfig::new(audit_log);
+    follow.glob = args.audit_log_glob.clone();
+    follow.start_at = match args.start_at {
+        StartAt::Beginning => vigil::audit::follow::StartAt::Beginning,
+        StartAt::End => vigil::audit::follow::StartAt::End,
+    };
+    follow.checkpoint = args.checkpoint.clone();
+    follow.max_line_bytes = usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX);
+
+    let counters = Arc::new(IngestCounters::default());
+    let (batches, source) = operator::source_channel();
+    let open = Arc::new(AtomicBool::new(false));
+    let reader = operator::spawn_file_source(follow, counters.clone(), batches, open.clone());
+    let mut reader = tokio::task::spawn_blocking(move || reader.join());
+    let mut reader_result = None;
+    let stop = async {
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("signal received"),
+            joined = &mut reader => reader_result = Some(joined),
+        }
+    };
+    operator::run(client, config, source, open, counters, stop)
+        .await
+        .map_err(|e| Failure::Usage(e.into()))?;
+    let joined = match reader_result {
+        Some(joined) => joined,
+        None => reader.await,
+    };
+    match joined {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(error))) => Err(Failure::UnreadableInput(error.into())),
+        _ => Err(Failure::UnreadableInput(anyhow::anyhow!(
+            "the audit log reader stopped abnormally"
+        ))),
+    }
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// A rule compiled for scanning, or why it cannot be.
@@ -261,6 +402,9 @@ fn scan(args: ScanArgs) -> Result<(), Failure> {
         },
         max_line_bytes: args.max_line_bytes,
     };
+    if args.follow {
+        return scan_follow(rules, &args, &config);
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let summary = scan::scan(
@@ -277,6 +421,56 @@ fn scan(args: ScanArgs) -> Result<(), Failure> {
     })?;
     eprintln!("vigil scan: {summary}");
     Ok(())
+}
+
+/// `vigil scan --follow`: runs until killed or an error.
+fn scan_follow(
+    rules: Vec<(RuleInfo, CompiledQuery)>,
+    args: &ScanArgs,
+    config: &ScanConfig,
+) -> Result<(), Failure> {
+    let path = match (&args.audit_log, args.files.as_slice()) {
+        (Some(path), []) => path.clone(),
+        (None, [path]) if path.as_os_str() != "-" => path.clone(),
+        _ => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--follow follows one audit log: give --audit-log PATH or one FILE"
+            )));
+        }
+    };
+    let follow = FollowConfig {
+        glob: args.audit_log_glob.clone(),
+        start_at: match args.start_at {
+            StartAt::Beginning => follow::StartAt::Beginning,
+            StartAt::End => follow::StartAt::End,
+        },
+        checkpoint: args.checkpoint.clone(),
+        max_line_bytes: args.max_line_bytes,
+        ..FollowConfig::new(path)
+    };
+    let ignored = IgnoredUsers::new(args.ignore_user.iter().cloned());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let error = match scan::follow::follow(
+        rules,
+        follow,
+        &ignored,
+        config,
+        &mut out,
+        &mut std::io::stderr(),
+    ) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    Err(match error {
+        FollowScanError::NotStreamable { .. } => Failure::InvalidRule(error.into()),
+        FollowScanError::Follow(FollowError::Io { .. }) => Failure::UnreadableInput(error.into()),
+        FollowScanError::Scan(ScanError::Unreadable { .. }) => {
+            Failure::UnreadableInput(error.into())
+        }
+        FollowScanError::Follow(FollowError::Checkpoint(_))
+        | FollowScanError::Scan(ScanError::Output(_)) => Failure::Usage(error.into()),
+    })
 }
 
 fn rule_file_failure(error: RuleFileError) -> Failure {

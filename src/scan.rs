@@ -17,6 +17,8 @@ use crate::crd::{AlertEvent, Severity};
 use crate::engine::{Detector, Input, Rule};
 use crate::eql::{CompiledQuery, QueryKind};
 
+pub mod follow;
+
 /// What a match is reported under.
 #[derive(Debug, Clone)]
 pub struct RuleInfo {

@@ -9,7 +9,6 @@ mod support;
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::ControlPlane;
@@ -24,33 +23,8 @@ fn pod(name: &str) -> Pod {
 
 /// Drives a few ordinary and one malicious request through the API server, and returns its audit log.
 async fn record_audit_log(cp: &ControlPlane) -> (String, String) {
+    support::vigil::allow_anonymous_pod_create(cp).await;
     let admin = cp.admin_client().await.unwrap();
-    // The misconfiguration: anonymous requests may create pods.
-    let roles: Api<ClusterRole> = Api::all(admin.clone());
-    roles
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "anonymous-pod-writer"},
-                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
-    bindings
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "anonymous-pod-writer"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "anonymous-pod-writer"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}]
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
 
     // Ordinary traffic: the admin creates a pod and a secret, and reads them back.
     let admin_pods: Api<Pod> = Api::namespaced(admin.clone(), "default");

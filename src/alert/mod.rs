@@ -1,6 +1,8 @@
 //! From a matched audit event to what people see: the safe metadata of the event (never its request or response
 //! body, credentials masked) and a one-sentence message.
 
+pub mod writer;
+
 use serde_json::Value;
 
 use crate::crd::{AlertEvent, AlertObjectRef, AlertUser};

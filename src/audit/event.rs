@@ -31,7 +31,12 @@ impl MalformedReason {
 
 /// The audit events held by one line, in order.
 pub fn parse_audit_line(line: &[u8]) -> Result<Vec<Value>, MalformedReason> {
-    match parse_json_line(line)? {
+    audit_events(parse_json_line(line)?)
+}
+
+/// The audit events a line's JSON value holds, in order.
+pub fn audit_events(line: Value) -> Result<Vec<Value>, MalformedReason> {
+    match line {
         Value::Object(mut object) => match object.get("kind").and_then(Value::as_str) {
             Some("Event") if is_audit_event(&object) => Ok(vec![Value::Object(object)]),
             Some("EventList") if api_version(&object) == Some(AUDIT_API_VERSION) => {
@@ -54,18 +59,30 @@ pub fn parse_audit_line(line: &[u8]) -> Result<Vec<Value>, MalformedReason> {
 
 /// A line holding one already-normalised ECS document (`vigil scan --input ecs`).
 pub fn parse_ecs_line(line: &[u8]) -> Result<Value, MalformedReason> {
-    match parse_json_line(line)? {
+    ecs_document(parse_json_line(line)?)
+}
+
+/// The ECS document a line's JSON value is, if it is one.
+pub fn ecs_document(line: Value) -> Result<Value, MalformedReason> {
+    match line {
         document @ Value::Object(_) => Ok(document),
         _ => Err(MalformedReason::NotAuditEvent),
     }
 }
 
 fn parse_json_line(line: &[u8]) -> Result<Value, MalformedReason> {
+    let line = non_empty_line(line)?;
+    serde_json::from_slice(line).map_err(|_| MalformedReason::InvalidJson)
+}
+
+/// The line without surrounding whitespace, unless nothing else is left.
+pub fn non_empty_line(line: &[u8]) -> Result<&[u8], MalformedReason> {
     let line = line.trim_ascii();
     if line.is_empty() {
-        return Err(MalformedReason::Empty);
+        Err(MalformedReason::Empty)
+    } else {
+        Ok(line)
     }
-    serde_json::from_slice(line).map_err(|_| MalformedReason::InvalidJson)
 }
 
 fn api_version(object: &serde_json::Map<String, Value>) -> Option<&str> {

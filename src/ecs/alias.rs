@@ -102,6 +102,31 @@ pub fn raw_source(ecs_field: &str) -> Option<RawSource> {
     Some(source)
 }
 
+/// The raw paths the value of `ecs_field` depends on, so a reader can skip the rest of the event: a path's whole
+/// subtree (dotted keys as [`RawSource::Path`] reads them). An empty path stands for the whole event. Computed
+/// fields name what their computation reads; one not named here depends on the whole event, which is always safe.
+pub fn raw_paths_read(ecs_field: &str) -> Vec<Vec<String>> {
+    let key = |key: &str| vec![vec![key.to_owned()]];
+    match raw_source(ecs_field) {
+        Some(RawSource::Path(segments)) => vec![segments],
+        Some(RawSource::Computed(_)) => match ecs_field {
+            "event.outcome" => key("annotations"),
+            "source.ip" | "client.ip" | "related.ip" => key("sourceIPs"),
+            "related.user" => key("user"),
+            "kubernetes.audit.requestObject" => key("requestObject"),
+            "kubernetes.audit.responseObject" => key("responseObject"),
+            annotation if annotation.starts_with("kubernetes.audit.annotations.") => {
+                key("annotations")
+            }
+            "kubernetes.audit.annotations" => key("annotations"),
+            _ => vec![Vec::new()],
+        },
+        Some(RawSource::Constant(_) | RawSource::Missing | RawSource::IngestTime) | None => {
+            Vec::new()
+        }
+    }
+}
+
 /// `kubernetes.audit.<rest>`: the raw path `<rest>`, except where the document differs.
 fn audit_source(rest: &str) -> Option<RawSource> {
     let segments: Vec<&str> = rest.split('.').collect();

@@ -52,7 +52,7 @@ mod fields;
 #[cfg(test)]
 mod tests;
 
-pub use alias::{ComputeField, RawSource, raw_source};
+pub use alias::{ComputeField, RawSource, raw_paths_read, raw_source};
 pub use document::{ensure_audit_event, normalize};
 pub use fields::{drop_empty_values, field_values, leaf_fields, without_empty_values};
 

@@ -36,7 +36,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(source: &str, span: Span, message: impl Into<String>) -> Self {
-        let start = floor_char_boundary(source, span.start.min(source.len()));
+        let mut start = floor_char_boundary(source, span.start.min(source.len()));
+        // An error at the end of the query ("expected an expression") points just past its last token, not at
+        // the blank lines after it.
+        if start >= source.trim_end().len() {
+            start = source.trim_end().len();
+        }
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = source[start..]
             .find('\n')

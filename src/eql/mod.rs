@@ -12,6 +12,7 @@
 //! CompiledQuery::search(&[Json], Option<usize>) -> Vec<Hit> batch search in ES result order, pipes applied
 //! CompiledQuery::streamer() -> Result<Streamer, CompileError> (refuses `tail` and `sample`)
 //! Streamer::push(u64, &Json) -> Vec<StreamHit>                documents in arrival order
+//! Streamer::oldest_held_event() -> Option<u64>                 earliest event an open sequence still holds
 //! CompiledQuery::fields() -> &[String]                        every field the query reads (query names)
 //! Hit { events: Vec<Option<usize>>, join_keys: Vec<Json> }    None = a missing-event (`![…]`) stage
 //! ParseError / CompileError wrap a Diagnostic whose Display shows the line with a `^^^` caret.
@@ -310,6 +311,15 @@ pub struct Streamer {
 }
 
 impl Streamer {
+    /// The smallest id of an event held by a still-open sequence; `None` when no sequence is open (always for
+    /// event queries). Missing-event windows (`![…]`) remember timestamps of events no sequence holds; those are
+    /// not counted here.
+    pub fn oldest_held_event(&self) -> Option<u64> {
+        self.matcher
+            .as_ref()
+            .and_then(SequenceMatcher::oldest_held_event)
+    }
+
     /// Feeds one document (in arrival order, which should be timestamp order); returns the hits it completes.
     /// Sequence documents without a parsable timestamp are ignored.
     pub fn push(&mut self, id: u64, doc: &Json) -> Vec<StreamHit> {

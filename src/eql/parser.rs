@@ -693,6 +693,16 @@ mod tests {
     }
 
     #[test]
+    fn an_unfinished_query_points_after_its_last_token() {
+        let error = parse_query("any where\n  verb ==\n\n").unwrap_err();
+        assert_eq!((error.0.line, error.0.column), (2, 10));
+        assert!(
+            error.to_string().ends_with("    verb ==\n           ^"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn rejects_single_quotes_and_bad_escapes() {
         assert!(
             parse_query("process where a == 'x'")

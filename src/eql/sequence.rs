@@ -215,6 +215,23 @@ impl<Id: Copy> SequenceMatcher<Id> {
     }
 }
 
+impl<Id: Copy + Ord> SequenceMatcher<Id> {
+    /// The smallest event id a still-open sequence (partial, or waiting for its trailing missing-event window)
+    /// holds: a consumer that must be able to rebuild this state after a restart re-reads from that event on.
+    pub fn oldest_held_event(&self) -> Option<Id> {
+        let partial = self
+            .pending
+            .iter()
+            .flat_map(HashMap::values)
+            .flat_map(|partial| partial.events.iter().flatten());
+        let awaiting = self
+            .awaiting
+            .iter()
+            .flat_map(|waiting| waiting.completed.events.iter().flatten());
+        partial.chain(awaiting).copied().min()
+    }
+}
+
 /// ES `TumblingWindow.doCheckMissingEvents` acceptance rule for leading / trailing missing stages.
 fn accept(
     plan: &SequencePlan,

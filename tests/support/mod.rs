@@ -4,6 +4,8 @@
 //! test panics.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod vigil;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -68,7 +70,7 @@ pub fn shared_dir(sub: &str) -> Option<PathBuf> {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

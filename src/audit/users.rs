@@ -1,0 +1,45 @@
+//! `--ignore-user`: audit events of these users (vigil's own service account by default) are dropped before the
+//! engine, so a rule can never feed on vigil's own writes.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Default)]
+pub struct IgnoredUsers {
+    names: HashSet<String>,
+}
+
+impl IgnoredUsers {
+    pub fn new(names: impl IntoIterator<Item = String>) -> Self {
+        IgnoredUsers {
+            names: names.into_iter().filter(|name| !name.is_empty()).collect(),
+        }
+    }
+
+    /// Whether `event` (a raw audit event) was made by an ignored user.
+    pub fn ignores(&self, event: &Value) -> bool {
+        !self.names.is_empty()
+            && event
+                .pointer("/user/username")
+                .and_then(Value::as_str)
+                .is_some_and(|name| self.names.contains(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ignores_only_the_named_users() {
+        let ignored = IgnoredUsers::new(["system:serviceaccount:vigil:vigil".to_string()]);
+        assert!(
+            ignored.ignores(&json!({"user": {"username": "system:serviceaccount:vigil:vigil"}}))
+        );
+        assert!(!ignored.ignores(&json!({"user": {"username": "alice"}})));
+        assert!(!ignored.ignores(&json!({"verb": "get"})));
+        assert!(!IgnoredUsers::default().ignores(&json!({"user": {"username": ""}})));
+    }
+}

@@ -1,0 +1,456 @@
+//! `vigil run`: the pipeline of the operator. One task per source → bounded channel → the engine task (owns the
+//! sequence state; no locks on the hot path) → bounded channel → the alert writer task → acknowledgements back to
+//! the source, which only then advances its checkpoint. When the API server is slow the channels fill, reading
+//! pauses and the checkpoint waits: the log on disk is the buffer.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::alert::{self, writer::AlertWriter, writer::PendingAlert};
+use crate::audit::counters::{GapKind, IngestCounters};
+use crate::audit::event::parse_audit_line;
+use crate::audit::follow::{FollowConfig, FollowError, Follower, Position};
+use crate::controller::{self, ActiveRule, Retention, RuleBook};
+use crate::crd::AlertEvent;
+use crate::eql::{QueryKind, Streamer};
+use crate::metrics::{Metrics, ReasonLabel};
+use crate::server::{self, ServerState};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+/// Called once everything before it has been handled (alerts written): the source may then advance its checkpoint.
+pub type Ack = Box<dyn FnOnce() + Send>;
+
+/// Audit events read by a source, in order, with what to call once they are handled.
+pub struct SourceBatch {
+    pub events: Vec<Value>,
+    pub ack: Option<Ack>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the Lease for rule status: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+}
+
+pub struct RunConfig {
+    pub metrics_addr: SocketAddr,
+    pub write_budget: u32,
+    pub retention: Retention,
+    /// Events of these users are dropped before the engine (vigil's own service account).
+    pub ignore_users: HashSet<String>,
+    /// Identity in the Lease and in Events (the pod or node name).
+    pub identity: String,
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// How often the leader writes rule status.
+    pub status_interval: Duration,
+}
+
+/// What the writer task is handed, in order.
+enum WriterItem {
+    Alert(PendingAlert),
+    Ack(Ack),
+}
+
+/// Events kept for sequence matches that name earlier events.
+const RECENT_EVENTS_KEPT: usize = 100_000;
+const SOURCE_QUEUE: usize = 8;
+
+/// The bounded channel between a source and the pipeline.
+pub fn source_channel() -> (mpsc::Sender<SourceBatch>, mpsc::Receiver<SourceBatch>) {
+    mpsc::channel(SOURCE_QUEUE)
+}
+const WRITER_QUEUE: usize = 1024;
+/// How long the follower waits for new lines before checking acknowledgements again.
+const SOURCE_POLL: Duration = Duration::from_millis(100);
+
+/// Runs the operator until `shutdown` resolves, then flushes pending alerts and acknowledges what was written.
+pub async fn run(
+    client: Client,
+    config: RunConfig,
+    mut source: mpsc::Receiver<SourceBatch>,
+    source_open: Arc<AtomicBool>,
+    counters: Arc<IngestCounters>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn(export_ingest_counters(counters, metrics.clone()));
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|source| RunError::Metrics {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    let router = server::router(ServerState {
+        registry: Arc::new(registry),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            warn!(%error, "the metrics server stopped");
+        }
+    });
+
+    let (book_sender, mut book) = watch::channel(Arc::new(RuleBook::default()));
+    tokio::spawn(controller::watch_rules(
+        client.clone(),
+        book_sender,
+        metrics.clone(),
+    ));
+
+    let lease = LeaseManagerBuilder::new(client.clone(), "vigil-status-writer")
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await?;
+    let (mut leader, _lease_task) = lease.watch().await;
+    {
+        let client = client.clone();
+        let book = book.clone();
+        let metrics = metrics.clone();
+        let retention = config.retention;
+        let interval = config.status_interval;
+        tokio::spawn(async move {
+            loop {
+                if !*leader.borrow_and_update() {
+                    if leader.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                info!("holding the Lease: writing rule status");
+                tokio::select! {
+                    () = controller::lead(client.clone(), book.clone(), metrics.clone(), retention, interval) => {}
+                    _ = leader.wait_for(|is_leader| !*is_leader) => info!("lost the Lease"),
+                }
+            }
+        });
+    }
+
+    // Rules first: evaluating before the initial list is read would miss matches.
+    while !book.borrow_and_update().synced {
+        if book.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+    let (writer_sender, writer_receiver) = mpsc::channel(WRITER_QUEUE);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "vigil".to_string(),
+            instance: Some(config.identity.clone()),
+        },
+    );
+    let writer = AlertWriter::new(client, recorder, metrics.clone(), config.write_budget);
+    let writer_task = tokio::spawn(write_alerts(writer, writer_receiver));
+
+    let mut engine = EngineTask::new(metrics, config.ignore_users);
+    tokio::pin!(shutdown);
+    loop {
+        ready.store(source_open.load(Ordering::Relaxed), Ordering::Relaxed);
+        tokio::select! {
+            () = &mut shutdown => break,
+            batch = source.recv() => {
+                let Some(batch) = batch else { break };
+                let rules = book.borrow_and_update().clone();
+                engine.update_rules(&rules);
+                for event in &batch.events {
+                    for pending in engine.observe(event) {
+                        if writer_sender.send(WriterItem::Alert(pending)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                if let Some(ack) = batch.ack
+                    && writer_sender.send(WriterItem::Ack(ack)).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    info!("shutting down: flushing pending alerts");
+    drop(writer_sender);
+    if let Err(error) = writer_task.await {
+        warn!(%error, "the alert writer stopped abnormally");
+    }
+    Ok(())
+}
+
+/// The writer task: writes alerts in order; acknowledges a batch once every alert before it is written.
+async fn write_alerts(mut writer: AlertWriter, mut items: mpsc::Receiver<WriterItem>) {
+    let mut waiting_acks: Vec<Ack> = Vec::new();
+    let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            item = items.recv() => match item {
+                Some(WriterItem::Alert(pending)) => writer.write(pending).await,
+                Some(WriterItem::Ack(ack)) => {
+                    waiting_acks.push(ack);
+                    // Overflow counts are written at most once a second; acks wait for them.
+                    if writer.flush_overflow(false).await {
+                        waiting_acks.drain(..).for_each(|ack| ack());
+                    }
+                }
+                None => {
+                    writer.flush_overflow(true).await;
+                    waiting_acks.drain(..).for_each(|ack| ack());
+                    return;
+                }
+            },
+            _ = flush_tick.tick() => {
+                if writer.flush_overflow(false).await {
+                    waiting_acks.drain(..).for_each(|ack| ack());
+                }
+            }
+        }
+    }
+}
+
+/// The engine side of the pipeline: every rule's state, and from matches to pending alerts.
+struct EngineTask {
+    metrics: Metrics,
+    ignore_users: HashSet<String>,
+    /// Per rule: its compiled form and, for stateful queries, its stream state.
+    rules: BTreeMap<String, (Arc<ActiveRule>, Streamer)>,
+    keeps_recent: bool,
+    recent: VecDeque<(u64, AlertEvent)>,
+    next_id: u64,
+}
+
+impl EngineTask {
+    fn new(metrics: Metrics, ignore_users: HashSet<String>) -> Self {
+        EngineTask {
+            metrics,
+            ignore_users,
+            rules: BTreeMap::new(),
+            keeps_recent: false,
+            recent: VecDeque::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Swaps in the current rules between two events; a rule whose generation did not change keeps its state.
+    fn update_rules(&mut self, book: &RuleBook) {
+        self.rules.retain(|name, (rule, _)| {
+            book.active
+                .get(name)
+                .is_some_and(|active| Arc::ptr_eq(active, rule))
+        });
+        for (name, active) in &book.active {
+            if self.rules.contains_key(name) {
+                continue;
+            }
+            // activate() only admits streamable queries, so this cannot fail; a rule that did is left out.
+            if let Ok(streamer) = active.query.streamer() {
+                self.rules.insert(name.clone(), (active.clone(), streamer));
+            }
+        }
+        self.keeps_recent = self
+            .rules
+            .values()
+            .any(|(rule, _)| rule.query.kind() != QueryKind::Event);
+        if !self.keeps_recent {
+            self.recent.clear();
+        }
+    }
+
+    fn observe(&mut self, event: &Value) -> Vec<PendingAlert> {
+        self.metrics.events_read.inc();
+        if let Some(user) = event.pointer("/user/username").and_then(Value::as_str)
+            && self.ignore_users.contains(user)
+        {
+            return Vec::new();
+        }
+        let stage_time = event
+            .get("stageTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        if let Some(stage_time) = stage_time {
+            let lag = Timestamp::now().duration_since(stage_time).as_secs_f64();
+            self.metrics.lag_seconds.observe(lag.max(0.0));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut current: Option<AlertEvent> = None;
+        let mut pending = Vec::new();
+        for (name, (rule, streamer)) in &mut self.rules {
+            let hits: Vec<Vec<Option<u64>>> =
+                if rule.query.kind() == QueryKind::Event && !rule.query.has_pipes() {
+                    if rule.query.matches(event) {
+                        vec![vec![Some(id)]]
+                    } else {
+                        Vec::new()
+                    }
+                } else {
+                    streamer
+                        .push(id, event)
+                        .into_iter()
+                        .map(|hit| hit.events)
+                        .collect()
+                };
+            for hit in hits {
+                self.metrics.rule(&self.metrics.matches, name).inc();
+                let this = current
+                    .get_or_insert_with(|| alert::event_metadata(event))
+                    .clone();
+                let events: Vec<AlertEvent> = hit
+                    .iter()
+                    .flatten()
+                    .filter_map(|hit_id| {
+                        if *hit_id == id {
+                            Some(this.clone())
+                        } else {
+                            self.recent
+                                .iter()
+                                .rev()
+                                .find(|(i, _)| i == hit_id)
+                                .map(|(_, e)| e.clone())
+                        }
+                    })
+                    .collect();
+                let group = (!rule.group_by.is_empty()).then(|| {
+                    rule.group_by
+                        .iter()
+                        .map(|source| {
+                            let values: Vec<String> =
+                                source.values(event).iter().map(|v| v.to_string()).collect();
+                            values.join(",")
+                        })
+                        .collect()
+                });
+                pending.push(PendingAlert {
+                    rule: rule.alerting.clone(),
+                    events,
+                    seen: stage_time.unwrap_or_else(Timestamp::now),
+                    group,
+                });
+            }
+        }
+        if self.keeps_recent {
+            let this = current.unwrap_or_else(|| alert::event_metadata(event));
+            self.recent.push_back((id, this));
+            while self.recent.len() > RECENT_EVENTS_KEPT {
+                self.recent.pop_front();
+            }
+        }
+        pending
+    }
+}
+
+/// Follows the audit log on a thread of its own (blocking I/O), hands batches of events to the pipeline, and
+/// advances the checkpoint as acknowledgements come back. `open` turns true once the log is open.
+pub fn spawn_file_source(
+    config: FollowConfig,
+    counters: Arc<IngestCounters>,
+    batches: mpsc::Sender<SourceBatch>,
+    open: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<(), FollowError>> {
+    std::thread::spawn(move || {
+        let mut follower = Follower::open(config, counters.clone())?;
+        open.store(true, Ordering::Relaxed);
+        let (acked_sender, acked) = std::sync::mpsc::channel::<Position>();
+        loop {
+            // The newest acknowledged position: everything before it has its alerts written.
+            if let Some(handled) = acked.try_iter().last() {
+                follower.commit(handled, handled)?;
+            }
+            let batch = follower.next_batch(SOURCE_POLL)?;
+            let Some(end) = batch.end() else {
+                if batches.is_closed() {
+                    return Ok(());
+                }
+                continue;
+            };
+            let mut events = Vec::with_capacity(batch.lines().len());
+            for (line, bytes) in batch.lines() {
+                match parse_audit_line(bytes) {
+                    Ok(parsed) => events.extend(parsed),
+                    Err(reason) => {
+                        let source = follower
+                            .file_path(line.start.file)
+                            .map(|path| path.display().to_string())
+                            .unwrap_or_default();
+                        counters.malformed(reason, &source, line.start.offset);
+                    }
+                }
+            }
+            let acked_sender = acked_sender.clone();
+            let ack: Ack = Box::new(move || {
+                let _ = acked_sender.send(end);
+            });
+            if batches
+                .blocking_send(SourceBatch {
+                    events,
+                    ack: Some(ack),
+                })
+                .is_err()
+            {
+                // The pipeline stopped: save what it acknowledged on its way out.
+                if let Some(handled) = acked.try_iter().last() {
+                    follower.commit(handled, handled)?;
+                }
+                return Ok(());
+            }
+        }
+    })
+}
+
+/// Copies the ingestion counters (kept by the follower and the webhook) into the exported metrics.
+pub async fn export_ingest_counters(counters: Arc<IngestCounters>, metrics: Metrics) {
+    let mut malformed_seen: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut gaps_seen: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for (reason, total) in counters.malformed_counts() {
+            add_difference(&metrics.malformed_lines, &mut malformed_seen, reason, total);
+        }
+        for kind in GapKind::ALL {
+            add_difference(
+                &metrics.gaps,
+                &mut gaps_seen,
+                kind.as_str(),
+                counters.gap_count(kind),
+            );
+        }
+    }
+}
+
+fn add_difference(
+    family: &Family<ReasonLabel, Counter>,
+    seen: &mut BTreeMap<&'static str, u64>,
+    reason: &'static str,
+    total: u64,
+) {
+    let previous = seen.insert(reason, total).unwrap_or(0);
+    if total > previous {
+        family
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc_by(total - previous);
+    }
+}
