@@ -12,6 +12,7 @@ pub mod engine;
 pub mod eql;
 pub mod metrics;
 pub mod operator;
+pub mod projection;
 pub mod rules;
 pub mod scan;
 pub mod server;

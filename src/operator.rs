@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, reflector};
+use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
+use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
@@ -23,7 +26,7 @@ use crate::audit::counters::{GapKind, IngestCounters};
 use crate::audit::event::parse_audit_line;
 use crate::audit::follow::{FollowConfig, FollowError, Follower, Position};
 use crate::controller::{self, ActiveRule, Retention, RuleBook};
-use crate::crd::AlertEvent;
+use crate::crd::{AlertEvent, DetectionAlert};
 use crate::eql::{QueryKind, Streamer};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::server::{self, ServerState};
@@ -163,7 +166,26 @@ pub async fn run(
             instance: Some(config.identity.clone()),
         },
     );
-    let writer = AlertWriter::new(client, recorder, metrics.clone(), config.write_budget);
+    let (existing_alerts, existing_writer) = reflector::store();
+    let alert_watch = reflector(
+        existing_writer,
+        metadata_watcher(
+            Api::<DetectionAlert>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    );
+    tokio::spawn(alert_watch.for_each(|_| std::future::ready(())));
+    if existing_alerts.wait_until_ready().await.is_err() {
+        return Ok(());
+    }
+    let writer = AlertWriter::new(
+        client,
+        recorder,
+        metrics.clone(),
+        config.write_budget,
+        existing_alerts,
+    );
     let writer_task = tokio::spawn(write_alerts(writer, writer_receiver));
 
     let mut engine = EngineTask::new(metrics, config.ignore_users);

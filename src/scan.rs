@@ -11,11 +11,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::alert;
-use crate::audit::event::{MalformedReason, parse_audit_line, parse_ecs_line};
+use crate::audit::event::MalformedReason;
 use crate::audit::lines::{Line, read_capped_line};
 use crate::crd::{AlertEvent, Severity};
 use crate::engine::{Detector, Input, Rule};
 use crate::eql::{CompiledQuery, QueryKind};
+use crate::projection::{ProjectedEvent, Projection};
 
 pub mod follow;
 
@@ -126,22 +127,29 @@ pub fn scan(
         .collect();
     match Detector::new(engine_rules) {
         Ok(mut detector) => {
-            let keep_recent = queries.iter().any(|q| q.kind() != QueryKind::Event);
+            // Later hits can only name events that passed a sequence stage: only theirs are kept.
+            let sequences: Vec<&CompiledQuery> = queries
+                .iter()
+                .filter(|q| q.kind() != QueryKind::Event)
+                .collect();
             let mut recent: VecDeque<(u64, Origin, AlertEvent)> = VecDeque::new();
             let mut current: Vec<(u64, Origin, AlertEvent)> = Vec::new();
             for_each_event(
                 files,
                 config,
+                &Projection::new(&queries, config.input),
                 &mut summary,
                 diagnostics,
                 |id, origin, event, summary| {
-                    let matches = detector.observe(id, event);
-                    let needs_metadata = !matches.is_empty() || keep_recent;
-                    if !needs_metadata {
+                    let matches = detector.observe(id, event.projected());
+                    let keep = sequences
+                        .iter()
+                        .any(|sequence| sequence.may_appear_in_hit(event.projected()));
+                    if matches.is_empty() && !keep {
                         return Ok(());
                     }
                     current.clear();
-                    current.push((id, origin.clone(), metadata(config.input, event)));
+                    current.push((id, origin.clone(), metadata(config.input, event.whole())));
                     for found in matches {
                         summary.matches += 1;
                         let events: Vec<(Origin, AlertEvent)> = found
@@ -158,7 +166,7 @@ pub fn scan(
                             .collect();
                         printer.print(found.rule, &events)?;
                     }
-                    if keep_recent {
+                    if keep {
                         recent.extend(current.drain(..));
                         while recent.len() > RECENT_EVENTS_KEPT {
                             recent.pop_front();
@@ -176,10 +184,11 @@ pub fn scan(
             for_each_event(
                 files,
                 config,
+                &Projection::whole(config.input),
                 &mut summary,
                 diagnostics,
                 |_, origin, event, _| {
-                    documents.push(event.clone());
+                    documents.push(event.whole().clone());
                     origins.push(origin.clone());
                     Ok(())
                 },
@@ -215,9 +224,10 @@ fn metadata(input: Input, event: &Value) -> AlertEvent {
 fn for_each_event(
     files: &[PathBuf],
     config: &ScanConfig,
+    projection: &Projection,
     summary: &mut Summary,
     diagnostics: &mut dyn Write,
-    mut handle: impl FnMut(u64, &Origin, &Value, &mut Summary) -> Result<(), ScanError>,
+    mut handle: impl FnMut(u64, &Origin, ProjectedEvent<'_>, &mut Summary) -> Result<(), ScanError>,
 ) -> Result<(), ScanError> {
     let stdin_only = [PathBuf::from("-")];
     let files = if files.is_empty() {
@@ -260,14 +270,11 @@ fn for_each_event(
             };
             let parsed = match line {
                 Line::Oversized => Err(MalformedReason::Oversized),
-                _ => match config.input {
-                    Input::Audit => parse_audit_line(&buffer),
-                    Input::Ecs => parse_ecs_line(&buffer).map(|document| vec![document]),
-                },
+                _ => projection.read_line(&buffer),
             };
             match parsed {
-                Ok(events) => {
-                    for event in &events {
+                Ok(line) => {
+                    for event in line.events() {
                         summary.events += 1;
                         handle(next_id, &origin, event, summary)?;
                         next_id += 1;

@@ -1200,7 +1200,7 @@ async fn rbac_grants_exactly_what_vigil_uses() {
         &["create", "events.events.k8s.io", "-n", "kube-system"],
         &["get", "leases.coordination.k8s.io", "-n", "vigil-system"],
         &["create", "leases.coordination.k8s.io", "-n", "vigil-system"],
-        &["update", "leases.coordination.k8s.io", "-n", "vigil-system"],
+        &["patch", "leases.coordination.k8s.io", "-n", "vigil-system"],
     ];
     for args in allowed {
         assert!(can_i(&cp, sa, args), "{sa} should be allowed {args:?}");
@@ -1283,7 +1283,7 @@ async fn rbac_grants_exactly_what_vigil_uses() {
         if namespace == "vigil-system" {
             expected.insert(
                 "leases.coordination.k8s.io".to_string(),
-                set(&["get", "create", "update"]),
+                set(&["get", "create", "patch"]),
             );
         }
         assert_eq!(granted, expected, "in namespace {namespace}");

@@ -8,15 +8,17 @@
 //! - API errors are retried with backoff for as long as it takes: the caller's queue fills, the reader pauses, and
 //!   the log on disk is the buffer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -160,6 +162,36 @@ pub struct AlertWriter {
     budget: WriteBudget,
     overflow: BTreeMap<String, Overflow>,
     overflow_flushed: Instant,
+    known: RecentNames,
+    /// Every alert in the cluster (metadata, from a watch): a replay after a restart, or a match another vigil pod
+    /// already wrote, is recognised without a request.
+    existing: Store<PartialObjectMeta<DetectionAlert>>,
+}
+
+/// Names of the alerts written (or found existing) most recently.
+#[derive(Default)]
+struct RecentNames {
+    order: VecDeque<String>,
+    names: HashSet<String>,
+}
+
+impl RecentNames {
+    const KEPT: usize = 100_000;
+
+    fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    fn insert(&mut self, name: String) {
+        if self.names.insert(name.clone()) {
+            self.order.push_back(name);
+            if self.order.len() > Self::KEPT
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.names.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// Whether an API error is worth retrying (the API server is down, overloaded, or raced us).
@@ -176,7 +208,13 @@ fn is_code(error: &kube::Error, code: u16) -> bool {
 }
 
 impl AlertWriter {
-    pub fn new(client: Client, recorder: Recorder, metrics: Metrics, write_budget: u32) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        write_budget: u32,
+        existing: Store<PartialObjectMeta<DetectionAlert>>,
+    ) -> Self {
         AlertWriter {
             alerts: Api::all(client),
             recorder,
@@ -184,13 +222,20 @@ impl AlertWriter {
             budget: WriteBudget::new(write_budget),
             overflow: BTreeMap::new(),
             overflow_flushed: Instant::now(),
+            known: RecentNames::default(),
+            existing,
         }
     }
 
     /// Writes one match; returns once it is stored (retrying transient errors as long as needed).
     pub async fn write(&mut self, pending: PendingAlert) {
         let rule = pending.rule.rule.name.clone();
-        if !self.budget.try_take() {
+        let name = pending.alert_name();
+        // Another stage of a request already alerted is not a new match: it may complete its alert, outside the
+        // budget (so at most one more write per request), and is never counted into an overflow alert.
+        let completes_known_alert = pending.group.is_none()
+            && (self.known.contains(&name) || self.existing.get(&ObjectRef::new(&name)).is_some());
+        if !completes_known_alert && !self.budget.try_take() {
             self.metrics.rule(&self.metrics.alerts_folded, &rule).inc();
             let name = pending.overflow_name();
             let ids = pending.audit_ids();
@@ -213,7 +258,7 @@ impl AlertWriter {
             }
             return;
         }
-        let name = pending.alert_name();
+        self.known.insert(name.clone());
         let mut backoff = Duration::from_millis(100);
         loop {
             let outcome = match self
@@ -409,6 +454,25 @@ fn awaits_later_stage(alert: &DetectionAlert) -> bool {
     alert.spec.events.iter().any(|event| {
         event.stage.as_deref() == Some("RequestReceived") && audited_object(event).is_none()
     })
+}
+
+/// Writes `alert` back with a merge patch that carries the resourceVersion it was read at: a concurrent writer
+/// makes it fail with 409 Conflict, and the caller reads again and retries.
+async fn patch_if_unchanged(
+    alerts: &Api<DetectionAlert>,
+    name: &str,
+    alert: &DetectionAlert,
+) -> Result<DetectionAlert, kube::Error> {
+    let body = serde_json::json!({
+        "metadata": {
+            "resourceVersion": alert.metadata.resource_version,
+            "annotations": alert.metadata.annotations,
+        },
+        "spec": alert.spec,
+    });
+    alerts
+        .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
 }
 
 fn pending_message(pending: &PendingAlert) -> String {

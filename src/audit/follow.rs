@@ -1069,6 +1069,11 @@ impl Follower {
                 }
                 continue;
             }
+            if let Kinship::Known = self.kinship(&head) {
+                // A gzip or copy of a file taken in already.
+                self.aliases.insert((candidate.device, candidate.inode));
+                continue;
+            }
             let is_handled =
                 checkpoint
                     .handled
@@ -1107,7 +1112,11 @@ impl Follower {
         match self.config.start_at {
             StartAt::Beginning => {
                 for (candidate, head) in listed {
-                    self.track_pending(candidate, head);
+                    if let Kinship::Known = self.kinship(&head) {
+                        self.aliases.insert((candidate.device, candidate.inode));
+                    } else {
+                        self.track_pending(candidate, head);
+                    }
                 }
             }
             StartAt::End => {

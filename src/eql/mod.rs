@@ -14,6 +14,7 @@
 //! Streamer::push(u64, &Json) -> Vec<StreamHit>                documents in arrival order
 //! Streamer::oldest_held_event() -> Option<u64>                 earliest event an open sequence still holds
 //! CompiledQuery::fields() -> &[String]                        every field the query reads (query names)
+//! CompiledQuery::may_appear_in_hit(&Json) -> bool             could a hit (found now or later) name this document
 //! Hit { events: Vec<Option<usize>>, join_keys: Vec<Json> }    None = a missing-event (`![…]`) stage
 //! ParseError / CompileError wrap a Diagnostic whose Display shows the line with a `^^^` caret.
 //! ```
@@ -138,6 +139,20 @@ impl CompiledQuery {
         match &self.plan.body {
             Body::Event(filter) => filter.matches(doc),
             _ => false,
+        }
+    }
+
+    /// Whether a hit could name `doc` as one of its events: it matches an event query, or passes the filter of a
+    /// positive stage of a sequence or sample. Callers keeping per-event data for hits found later need it for
+    /// these events only.
+    pub fn may_appear_in_hit(&self, doc: &Json) -> bool {
+        match &self.plan.body {
+            Body::Event(filter) => filter.matches(doc),
+            Body::Sequence(sequence) => sequence
+                .positive
+                .iter()
+                .any(|&stage| sequence.stages[stage].filter_matches(doc)),
+            Body::Sample(sample) => sample.stages.iter().any(|stage| stage.filter_matches(doc)),
         }
     }
 

@@ -24,9 +24,15 @@ pub struct VigilRun {
 
 impl VigilRun {
     /// Starts `vigil run` following the control plane's audit log from its beginning, as `node_name`, with
-    /// `extra` flags.
+    /// `extra` flags (a later `--audit-log` wins over the default).
     pub async fn start(cp: &ControlPlane, node_name: &str, extra: &[&str]) -> Self {
         let (kubeconfig, _) = cp.user_client(OPERATOR_USER, &["system:masters"]).await;
+        Self::start_as(cp, &kubeconfig, node_name, extra)
+    }
+
+    /// Like `start`, authenticated by `kubeconfig`.
+    pub fn start_as(cp: &ControlPlane, kubeconfig: &Path, node_name: &str, extra: &[&str]) -> Self {
+        let kubeconfig = kubeconfig.to_path_buf();
         let dir = cp.dir().join(format!("vigil-{node_name}"));
         fs::create_dir_all(&dir).expect("vigil dir");
         let metrics_port = free_port();
@@ -40,6 +46,9 @@ impl VigilRun {
             format!("--node-name={node_name}"),
             "--namespace=default".into(),
         ];
+        // A flag given in `extra` replaces its default.
+        let flag = |arg: &str| arg.split('=').next().unwrap_or_default().to_string();
+        args.retain(|arg| arg == "run" || !extra.iter().any(|e| flag(e) == flag(arg)));
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut run = VigilRun {
             child: None,
@@ -143,6 +152,39 @@ pub async fn allow_anonymous_pod_create(cp: &ControlPlane) {
         .patch("anonymous-pod-writer", &apply, &Patch::Apply(&binding))
         .await
         .expect("cluster role binding");
+}
+
+/// One raw audit line (RequestReceived or ResponseComplete) of an anonymous pod create, as kube-apiserver writes it.
+pub fn anonymous_pod_create_line(audit_id: &str, pod: &str, stage: &str) -> String {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let mut event = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": audit_id,
+        "stage": stage, "requestURI": "/api/v1/namespaces/default/pods", "verb": "create",
+        "user": {"username": "system:anonymous", "groups": ["system:unauthenticated"]},
+        "sourceIPs": ["192.0.2.10"], "userAgent": "curl/8.5.0",
+        "objectRef": {"resource": "pods", "namespace": "default", "apiVersion": "v1"},
+        "requestReceivedTimestamp": now, "stageTimestamp": now,
+        "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""}
+    });
+    if stage == "ResponseComplete" {
+        event["objectRef"]["name"] = json!(pod);
+        event["responseStatus"] = json!({"metadata": {}, "code": 201});
+    }
+    event.to_string()
+}
+
+/// Appends lines to a log file (creating it), as an API server would.
+pub fn append_lines(path: &Path, lines: &[String]) {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file");
+    let mut text = lines.join("\n");
+    text.push('\n');
+    file.write_all(text.as_bytes())
+        .expect("appending to the log");
 }
 
 pub fn example(name: &str) -> PathBuf {

@@ -1,0 +1,319 @@
+//! Reading only what the rules read. Parsing a whole audit event into a `serde_json::Value` costs more than
+//! evaluating dozens of rules on it, and rules read a handful of fields. A [`Projection`], computed once from the
+//! compiled rules, parses each line into a pruned `Value` holding just those fields (everything else is skipped
+//! without being built), on which the rules give the same results as on the whole event; the whole event is parsed
+//! again only for the few events an alert is written about ([`ProjectedEvent::whole`]).
+//!
+//! Lines that are not valid JSON in a part no rule reads are the one difference: skipping checks the syntax but not
+//! that numbers fit a double, that `\u` escapes pair their surrogates, or the 128-level nesting limit, so such a
+//! line is evaluated instead of being skipped as invalid. The API server never writes one.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::audit::event::{MalformedReason, audit_events, ecs_document, non_empty_line};
+use crate::ecs;
+use crate::engine::Input;
+use crate::eql::CompiledQuery;
+
+/// Which parts of each line to materialise.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    input: Input,
+    line: Node,
+}
+
+/// A tree of raw key segments; a path ending at a node keeps its whole value.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    whole: bool,
+    children: Vec<(String, Node)>,
+}
+
+impl Node {
+    fn insert(&mut self, path: &[String]) {
+        let Some((first, rest)) = path.split_first() else {
+            self.whole = true;
+            return;
+        };
+        self.child_mut(first).insert(rest);
+    }
+
+    fn child_mut(&mut self, segment: &str) -> &mut Node {
+        let index = match self.children.iter().position(|(name, _)| name == segment) {
+            Some(index) => index,
+            None => {
+                self.children.push((segment.to_owned(), Node::default()));
+                self.children.len() - 1
+            }
+        };
+        &mut self.children[index].1
+    }
+
+    fn merge(&mut self, other: &Node) {
+        self.whole |= other.whole;
+        for (segment, child) in &other.children {
+            self.child_mut(segment).merge(child);
+        }
+    }
+
+    /// The node a raw key leads to. A key with dots stands for as many segments as it has parts, as field paths
+    /// read it (`{"a.b": 1}` is `a.b`).
+    fn child(&self, key: &str) -> Option<&Node> {
+        key.split('.').try_fold(self, |node, part| {
+            node.children
+                .iter()
+                .find(|(name, _)| name == part)
+                .map(|(_, child)| child)
+        })
+    }
+}
+
+impl Projection {
+    /// What `queries` (compiled for `input`) read, plus what telling audit events from other lines needs.
+    pub fn new<'a>(queries: impl IntoIterator<Item = &'a CompiledQuery>, input: Input) -> Self {
+        let mut event = Node::default();
+        for query in queries {
+            for field in query.fields() {
+                for path in raw_paths_read(field, input) {
+                    event.insert(&path);
+                }
+            }
+        }
+        let line = match input {
+            Input::Audit => {
+                for key in ["kind", "apiVersion", "auditID"] {
+                    event.insert(&[key.to_owned()]);
+                }
+                // A line is an event or an EventList of them: `items` holds events, as well as being a field of
+                // an event line that some rule might read.
+                let mut line = event.clone();
+                line.child_mut("items").merge(&event);
+                line
+            }
+            Input::Ecs => event,
+        };
+        Projection { input, line }
+    }
+
+    /// Reads whole lines: for rules that need whole events anyway, and as the reference projections must match.
+    pub fn whole(input: Input) -> Self {
+        Projection {
+            input,
+            line: Node {
+                whole: true,
+                children: Vec::new(),
+            },
+        }
+    }
+
+    /// The events of one line as the rules see them, with the same validation as
+    /// [`parse_audit_line`](crate::audit::event::parse_audit_line) and
+    /// [`parse_ecs_line`](crate::audit::event::parse_ecs_line).
+    pub fn read_line<'a>(&'a self, line: &'a [u8]) -> Result<ProjectedLine<'a>, MalformedReason> {
+        let trimmed = non_empty_line(line)?;
+        let text = std::str::from_utf8(trimmed).map_err(|_| MalformedReason::InvalidJson)?;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let value = Project(&self.line)
+            .deserialize(&mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value))
+            .map_err(|_| MalformedReason::InvalidJson)?;
+        let events = match self.input {
+            Input::Audit => audit_events(value)?,
+            Input::Ecs => vec![ecs_document(value)?],
+        };
+        Ok(ProjectedLine {
+            projection: self,
+            text,
+            events,
+            whole_events: OnceCell::new(),
+        })
+    }
+}
+
+/// Where the rules' fields are in the raw line.
+fn raw_paths_read(field: &str, input: Input) -> Vec<Vec<String>> {
+    match input {
+        Input::Audit => ecs::raw_paths_read(field),
+        Input::Ecs => vec![field.split('.').map(str::to_owned).collect()],
+    }
+}
+
+/// One line read through a projection.
+pub struct ProjectedLine<'a> {
+    projection: &'a Projection,
+    text: &'a str,
+    events: Vec<Value>,
+    whole_events: OnceCell<Vec<Value>>,
+}
+
+impl ProjectedLine<'_> {
+    /// The line's events, in order.
+    pub fn events(&self) -> impl Iterator<Item = ProjectedEvent<'_>> {
+        self.events
+            .iter()
+            .enumerate()
+            .map(|(index, projected)| ProjectedEvent {
+                line: self,
+                index,
+                projected,
+            })
+    }
+
+    /// The `index`th event in full, parsing the line again the first time one is asked for; `None` for a line
+    /// only the projection accepts (see the module documentation).
+    fn whole_event(&self, index: usize) -> Option<&Value> {
+        if self.projection.line.whole {
+            return self.events.get(index);
+        }
+        let whole = self.whole_events.get_or_init(|| {
+            let parsed = serde_json::from_str(self.text).map_err(|_| MalformedReason::InvalidJson);
+            match self.projection.input {
+                Input::Audit => parsed.and_then(audit_events),
+                Input::Ecs => parsed.and_then(ecs_document).map(|document| vec![document]),
+            }
+            .unwrap_or_default()
+        });
+        whole.get(index)
+    }
+}
+
+/// One event of a line read through a projection.
+#[derive(Clone, Copy)]
+pub struct ProjectedEvent<'l> {
+    line: &'l ProjectedLine<'l>,
+    index: usize,
+    projected: &'l Value,
+}
+
+impl<'l> ProjectedEvent<'l> {
+    /// The event pruned to what the rules read: what to evaluate them on.
+    pub fn projected(&self) -> &'l Value {
+        self.projected
+    }
+
+    /// The whole event, for alert metadata (the pruned one if the line cannot be parsed whole).
+    pub fn whole(&self) -> &'l Value {
+        self.line.whole_event(self.index).unwrap_or(self.projected)
+    }
+}
+
+/// Deserialises a value keeping only what `Node` selects; arrays are transparent, as they are to field paths.
+#[derive(Clone, Copy)]
+struct Project<'n>(&'n Node);
+
+impl<'de> DeserializeSeed<'de> for Project<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.0.whole {
+            Value::deserialize(deserializer)
+        } else {
+            deserializer.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Project<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(RawKey(key)) = map.next_key()? {
+            match self.0.child(&key) {
+                Some(child) => {
+                    let value = map.next_value_seed(Project(child))?;
+                    object.insert(key.into_owned(), value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(object))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+}
+
+/// An object key, borrowed from the line unless it holds escapes: most keys are looked at and dropped.
+struct RawKey<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for RawKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(RawKeyVisitor)
+    }
+}
+
+struct RawKeyVisitor;
+
+impl<'de> Visitor<'de> for RawKeyVisitor {
+    type Value = RawKey<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<RawKey<'de>, E> {
+        Ok(RawKey(Cow::Borrowed(key)))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<RawKey<'de>, E> {
+        Ok(RawKey(Cow::Owned(key.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<RawKey<'de>, E> {
+        Ok(RawKey(Cow::Owned(key)))
+    }
+}

@@ -1,0 +1,225 @@
+//! `vigil run` under stress, on a real API server: several vigil pods, SIGKILL, the API server going away, a flood.
+//! vigil follows a log the test writes (the same lines kube-apiserver would), so every event is known exactly.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ListParams};
+use support::ControlPlane;
+use support::vigil::{VigilRun, anonymous_pod_create_line, append_lines, example};
+use vigil::crd::{DetectionAlert, DetectionRule};
+
+async fn apply_default_rule(cp: &ControlPlane) {
+    let applied = cp.kubectl(&[
+        "apply",
+        "-f",
+        example("default-rule.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
+/// Both stages of `count` anonymous pod creates, numbered from `first`.
+fn requests(first: usize, count: usize) -> Vec<String> {
+    (first..first + count)
+        .flat_map(|n| {
+            let id = format!("00000000-0000-4000-8000-{n:012}");
+            let pod = format!("evil-{n}");
+            [
+                anonymous_pod_create_line(&id, &pod, "RequestReceived"),
+                anonymous_pod_create_line(&id, &pod, "ResponseComplete"),
+            ]
+        })
+        .collect()
+}
+
+async fn alerts(cp: &ControlPlane) -> Vec<DetectionAlert> {
+    let client = cp.admin_client().await.unwrap();
+    Api::<DetectionAlert>::all(client)
+        .list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
+}
+
+/// Waits until the alerts' counts add up to `total` (fails after `timeout`), and returns the alerts.
+async fn wait_for_total(cp: &ControlPlane, total: u64, timeout: Duration) -> Vec<DetectionAlert> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let listed = alerts(cp).await;
+        let sum: u64 = listed.iter().map(|a| a.spec.count).sum();
+        if sum >= total || Instant::now() > deadline {
+            assert_eq!(sum, total, "sum of alert counts");
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn match_count(cp: &ControlPlane) -> Option<u64> {
+    let rules: Api<DetectionRule> = Api::all(cp.admin_client().await.unwrap());
+    rules
+        .get("anonymous-pod-write")
+        .await
+        .ok()?
+        .status?
+        .match_count
+}
+
+async fn wait_for_match_count(cp: &ControlPlane, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while match_count(cp).await != Some(expected) {
+        assert!(
+            Instant::now() < deadline,
+            "matchCount {:?}, expected {expected}",
+            match_count(cp).await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn follow(log: &Path) -> String {
+    format!("--audit-log={}", log.display())
+}
+
+#[tokio::test]
+async fn two_vigil_pods_write_one_alert_per_request_and_one_status() {
+    let cp = ControlPlane::start().await;
+    apply_default_rule(&cp).await;
+    let log = cp.dir().join("shared-audit.log");
+    append_lines(&log, &requests(0, 10));
+    let first = VigilRun::start(&cp, "node-1", &[&follow(&log)]).await;
+    let second = VigilRun::start(&cp, "node-2", &[&follow(&log)]).await;
+    append_lines(&log, &requests(10, 10));
+
+    let listed = wait_for_total(&cp, 20, Duration::from_secs(30)).await;
+    assert_eq!(listed.len(), 20, "one alert per request");
+    assert!(
+        listed
+            .iter()
+            .all(|a| a.spec.events[0].stage.as_deref() == Some("ResponseComplete"))
+    );
+    wait_for_match_count(&cp, 20).await;
+    // Let both keep running a little: nothing more appears.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(alerts(&cp).await.len(), 20);
+    let leaders = [&first, &second]
+        .iter()
+        .filter(|vigil| vigil.log_text().contains("holding the Lease"))
+        .count();
+    assert_eq!(leaders, 1, "exactly one pod writes rule status");
+}
+
+#[tokio::test]
+async fn sigkill_and_restart_lose_and_repeat_nothing() {
+    let cp = ControlPlane::start().await;
+    apply_default_rule(&cp).await;
+    let log = cp.dir().join("audit.log");
+    append_lines(&log, &requests(0, 5));
+    // A budget that never binds: this test is about restarts, not flood control.
+    let mut vigil = VigilRun::start(&cp, "node-1", &[&follow(&log), "--write-budget=1000"]).await;
+    wait_for_total(&cp, 5, Duration::from_secs(30)).await;
+    for round in 1..=4 {
+        append_lines(&log, &requests(round * 10, 10));
+        // Kill at a different moment each round: right away, or while it is writing.
+        tokio::time::sleep(Duration::from_millis(150 * round as u64)).await;
+        vigil.kill();
+        append_lines(&log, &requests(round * 10 + 100, 3));
+        vigil.restart();
+    }
+    let listed = wait_for_total(&cp, 5 + 4 * 13, Duration::from_secs(40)).await;
+    assert_eq!(
+        listed.len(),
+        5 + 4 * 13,
+        "one alert per request, none repeated"
+    );
+    assert!(listed.iter().all(|a| a.spec.count == 1));
+    wait_for_match_count(&cp, 57).await;
+    assert!(vigil.checkpoint.exists(), "the checkpoint is saved");
+}
+
+#[tokio::test]
+async fn alerts_written_while_the_api_server_was_down_arrive_after() {
+    let mut cp = ControlPlane::start().await;
+    apply_default_rule(&cp).await;
+    let log = cp.dir().join("audit.log");
+    append_lines(&log, &requests(0, 2));
+    let vigil = VigilRun::start(&cp, "node-1", &[&follow(&log)]).await;
+    wait_for_total(&cp, 2, Duration::from_secs(30)).await;
+
+    cp.stop_api_server();
+    for second in 0..30 {
+        append_lines(&log, &requests(100 + second, 1));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    cp.start_api_server().await;
+    let listed = wait_for_total(&cp, 32, Duration::from_secs(60)).await;
+    assert_eq!(listed.len(), 32);
+    wait_for_match_count(&cp, 32).await;
+    assert!(
+        vigil.log_text().contains("retrying"),
+        "the outage was retried, not skipped"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_stays_within_the_write_budget_and_counts_every_match() {
+    let cp = ControlPlane::start().await;
+    apply_default_rule(&cp).await;
+    let log = cp.dir().join("audit.log");
+    let vigil = VigilRun::start(&cp, "node-1", &[&follow(&log), "--write-budget=20"]).await;
+    // 10,000 matching requests, one stage each, written at once.
+    let flood: Vec<String> = (0..10_000)
+        .map(|n| {
+            anonymous_pod_create_line(
+                &format!("flood-{n:05}"),
+                &format!("p{n}"),
+                "ResponseComplete",
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    append_lines(&log, &flood);
+    let listed = wait_for_total(&cp, 10_000, Duration::from_secs(120)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let overflow: Vec<&DetectionAlert> = listed
+        .iter()
+        .filter(|a| {
+            a.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.contains("-overflow-"))
+        })
+        .collect();
+    let individual = listed.len() - overflow.len();
+    assert!(
+        !overflow.is_empty(),
+        "beyond the budget, matches are folded"
+    );
+    assert!(
+        individual as f64 <= 20.0 * elapsed + 20.0,
+        "{individual} alerts created in {elapsed:.1} s with a budget of 20/s"
+    );
+    assert!(
+        overflow
+            .iter()
+            .all(|a| a.spec.message.contains("flood control"))
+    );
+    let metrics = String::from_utf8(
+        std::process::Command::new("curl")
+            .args(["-s", &vigil.metrics_url()])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        metrics.contains("vigil_alerts_folded_total{rule=\"anonymous-pod-write\"}"),
+        "{metrics}"
+    );
+}
