@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::jiff::Timestamp;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, reflector};
-use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
@@ -169,8 +170,8 @@ pub async fn run(
     let (existing_alerts, existing_writer) = reflector::store();
     let alert_watch = reflector(
         existing_writer,
-        metadata_watcher(
-            Api::<DetectionAlert>::all(client.clone()),
+        watcher(
+            Api::<PartialObjectMeta<DetectionAlert>>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff(),

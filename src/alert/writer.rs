@@ -334,11 +334,7 @@ impl AlertWriter {
             return Ok(());
         }
         set_audit_ids(&mut existing.metadata, &ids);
-        // replace carries the resourceVersion we read: a concurrent writer makes this fail with 409, and we retry.
-        let replaced = self
-            .alerts
-            .replace(name, &PostParams::default(), &existing)
-            .await?;
+        let replaced = patch_if_unchanged(&self.alerts, name, &existing).await?;
         if upgraded && event_was_deferred {
             self.publish_event(&replaced).await;
         }
@@ -417,9 +413,7 @@ impl AlertWriter {
                 existing.spec.count += added;
                 existing.spec.last_seen = Time(existing.spec.last_seen.0.max(overflow.last_seen));
                 set_audit_ids(&mut existing.metadata, &ids);
-                self.alerts
-                    .replace(name, &PostParams::default(), &existing)
-                    .await?;
+                patch_if_unchanged(&self.alerts, name, &existing).await?;
             }
         }
         Ok(())
