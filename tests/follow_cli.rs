@@ -234,12 +234,12 @@ fn write_rotating_log(dir: &Path) {
     let mut file = File::create(&active).unwrap();
     for n in 1..=EVENTS {
         file.write_all(event(n, "alice", "get").as_bytes()).unwrap();
-        if n % EVENTS_PER_FILE == 0 {
+        if n.is_multiple_of(EVENTS_PER_FILE) {
             let rotation = n / EVENTS_PER_FILE;
             let backup = dir.join(format!("audit-2026-12-04T10-{rotation:02}-00.000.log"));
             fs::rename(&active, &backup).unwrap();
             file = File::create(&active).unwrap();
-            if rotation % 2 == 0 {
+            if rotation.is_multiple_of(2) {
                 let compressed: PathBuf = format!("{}.gz", backup.display()).into();
                 let mut encoder =
                     GzEncoder::new(File::create(&compressed).unwrap(), Compression::fast());
@@ -248,7 +248,7 @@ fn write_rotating_log(dir: &Path) {
                 fs::remove_file(&backup).unwrap();
             }
         }
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             std::thread::sleep(Duration::from_millis(3));
         }
     }
@@ -289,14 +289,22 @@ fn sigkilled_at_random_moments_vigil_emits_every_event_exactly_once_after_dedup(
     writer.join().unwrap();
     let vigil = spawn_vigil(&log, "any where true", &out, &err, &extra);
     let expected: BTreeSet<String> = (1..=EVENTS).map(|n| format!("ev-{n:06}")).collect();
-    wait_for("every event", || {
-        emitted(&out)
-            .into_iter()
-            .flatten()
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= expected.len()
-    });
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen: BTreeSet<String> = emitted(&out).into_iter().flatten().collect();
+        let missing: Vec<&String> = expected.difference(&seen).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "seed {seed}: {} events never emitted, e.g. {:?}; diagnostics: {}",
+            missing.len(),
+            &missing[..missing.len().min(10)],
+            fs::read_to_string(&err).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop(vigil);
     let mut times: BTreeMap<String, usize> = BTreeMap::new();
     for id in emitted(&out).into_iter().flatten() {

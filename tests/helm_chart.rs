@@ -1399,3 +1399,30 @@ async fn rbac_grants_exactly_what_vigil_uses() {
         "true"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The chart's permissions are enough: vigil itself, as the chart's service account.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn vigil_as_the_charts_service_account_completes_the_story() {
+    let cp = ControlPlane::start().await;
+    let release = install_chart(&cp, "vigil-system", "vigil", &[]).await;
+    support::vigil::allow_anonymous_pod_create(&cp).await;
+    // The chart's default rule is already there; vigil runs with the chart's environment and token.
+    let env = release.pod_env(&cp, "control-plane-1");
+    let vigil =
+        support::vigil::VigilRun::start_as_chart(&cp, &release.kubeconfig, "control-plane-1", &env);
+    support::vigil::anonymous_pod_create_story(&cp).await;
+    let log = vigil.log_text();
+    assert!(
+        !log.contains("forbidden") && !log.contains("Forbidden"),
+        "vigil lacked a permission:\n{log}"
+    );
+    // Its own requests are in the audit log, and were ignored, not evaluated.
+    assert!(
+        cp.audit_events()
+            .iter()
+            .any(|e| e["user"]["username"] == release.username.as_str())
+    );
+}

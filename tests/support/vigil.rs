@@ -8,6 +8,13 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{ListParams, PostParams};
+use vigil::crd::{DetectionAlert, DetectionRule};
+
 use super::{ControlPlane, free_port};
 
 /// The user vigil authenticates as in tests; its own audit events are ignored (`--ignore-user`).
@@ -19,6 +26,7 @@ pub struct VigilRun {
     pub checkpoint: PathBuf,
     pub metrics_port: u16,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     kubeconfig: PathBuf,
 }
 
@@ -28,6 +36,38 @@ impl VigilRun {
     pub async fn start(cp: &ControlPlane, node_name: &str, extra: &[&str]) -> Self {
         let (kubeconfig, _) = cp.user_client(OPERATOR_USER, &["system:masters"]).await;
         Self::start_as(cp, &kubeconfig, node_name, extra)
+    }
+
+    /// Runs vigil as the chart's pod would: with the environment the chart gives the container (`env`, from
+    /// `Release::pod_env`) and `kubeconfig` (the chart's service account), only the paths pointing into the pod
+    /// replaced by the test's.
+    pub fn start_as_chart(
+        cp: &ControlPlane,
+        kubeconfig: &Path,
+        node_name: &str,
+        env: &[(String, String)],
+    ) -> Self {
+        let mut run = Self::start_as(cp, kubeconfig, node_name, &[]);
+        run.kill();
+        let local = [
+            "run",
+            "--audit-log",
+            "--start-at",
+            "--checkpoint",
+            "--metrics-addr",
+        ];
+        run.args
+            .retain(|arg| local.contains(&arg.split('=').next().unwrap_or_default()));
+        run.env = env
+            .iter()
+            .filter(|(name, _)| {
+                !["VIGIL_AUDIT_LOG", "VIGIL_CHECKPOINT", "VIGIL_METRICS_ADDR"]
+                    .contains(&name.as_str())
+            })
+            .cloned()
+            .collect();
+        run.spawn();
+        run
     }
 
     /// Like `start`, authenticated by `kubeconfig`.
@@ -56,6 +96,7 @@ impl VigilRun {
             checkpoint: dir.join("checkpoint.json"),
             metrics_port,
             args,
+            env: Vec::new(),
             kubeconfig,
         };
         run.spawn();
@@ -72,6 +113,7 @@ impl VigilRun {
         let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .env("VIGIL_LOG", "info,vigil=debug")
             .stdin(Stdio::null())
             .stdout(log)
@@ -191,4 +233,142 @@ pub fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(name)
+}
+
+/// Polls `check` every 200 ms until it returns Some; fails after `timeout`, naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The rule's Ready condition: (status, reason, message).
+pub async fn ready_condition(
+    rules: &Api<DetectionRule>,
+    name: &str,
+) -> Option<(String, String, String)> {
+    let rule = rules.get(name).await.ok()?;
+    let condition = rule
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((condition.status, condition.reason, condition.message))
+}
+
+pub fn pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
+    }))
+    .expect("pod")
+}
+
+/// The user's story, against a running vigil with the default rule applied and anonymous pod creates allowed: an
+/// authenticated and an anonymous pod create; exactly one DetectionAlert (for the anonymous one, with the pod's
+/// name and uid), a Warning Event regarding the pod in its namespace, and the rule's matchCount 1.
+pub async fn anonymous_pod_create_story(cp: &ControlPlane) -> DetectionAlert {
+    let admin = cp.admin_client().await.expect("admin client");
+    let rules: Api<DetectionRule> = Api::all(admin.clone());
+    let ready = eventually(
+        Duration::from_secs(20),
+        "the default rule to be Ready",
+        || async {
+            ready_condition(&rules, "anonymous-pod-write")
+                .await
+                .filter(|(status, _, _)| status == "True")
+        },
+    )
+    .await;
+    assert_eq!(ready.1, "Compiled");
+
+    Api::<Pod>::namespaced(admin.clone(), "default")
+        .create(&PostParams::default(), &pod("web"))
+        .await
+        .expect("authenticated pod create");
+    let (_, anonymous) = cp.anonymous_client().await;
+    let created = Api::<Pod>::namespaced(anonymous, "default")
+        .create(&PostParams::default(), &pod("evil"))
+        .await
+        .expect("anonymous pod create");
+    let pod_uid = created.metadata.uid.expect("pod uid");
+
+    let alerts: Api<DetectionAlert> = Api::all(admin.clone());
+    let alert = eventually(
+        Duration::from_secs(20),
+        "the alert, at its ResponseComplete stage",
+        || async {
+            let listed = alerts.list(&ListParams::default()).await.ok()?.items;
+            listed
+                .into_iter()
+                .find(|a| a.spec.events[0].stage.as_deref() == Some("ResponseComplete"))
+        },
+    )
+    .await;
+    let event = &alert.spec.events[0];
+    assert_eq!(alert.spec.rule.name, "anonymous-pod-write");
+    assert_eq!(event.user.username.as_deref(), Some("system:anonymous"));
+    let object = event.object_ref.as_ref().expect("objectRef");
+    assert_eq!(
+        (object.name.as_deref(), object.uid.as_deref()),
+        (Some("evil"), Some(pod_uid.as_str()))
+    );
+    assert_eq!(alert.spec.count, 1);
+
+    let events: Api<KubeEvent> = Api::namespaced(admin, "default");
+    let warning = eventually(
+        Duration::from_secs(10),
+        "the Warning Event regarding the pod",
+        || async {
+            let listed = events.list(&ListParams::default()).await.ok()?.items;
+            listed.into_iter().find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("evil")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+        },
+    )
+    .await;
+    let regarding = warning.regarding.expect("regarding");
+    assert_eq!(
+        (regarding.kind.as_deref(), regarding.uid.as_deref()),
+        (Some("Pod"), Some(pod_uid.as_str()))
+    );
+    assert_eq!(warning.reason.as_deref(), Some("AnonymousPodWrite"));
+    assert!(
+        warning
+            .note
+            .unwrap_or_default()
+            .contains("system:anonymous create pods default/evil")
+    );
+
+    let status = eventually(Duration::from_secs(15), "matchCount 1", || async {
+        let status = rules.get("anonymous-pod-write").await.ok()?.status?;
+        (status.match_count == Some(1)).then_some(status)
+    })
+    .await;
+    assert!(status.last_match_time.is_some());
+
+    // The authenticated create never produced an alert.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = alerts
+        .list(&ListParams::default())
+        .await
+        .expect("alerts")
+        .items;
+    let messages: Vec<&String> = all.iter().map(|a| &a.spec.message).collect();
+    assert_eq!(
+        all.len(),
+        1,
+        "only the anonymous request alerts: {messages:?}"
+    );
+    alert
 }
