@@ -223,3 +223,70 @@ async fn a_flood_stays_within_the_write_budget_and_counts_every_match() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn suppression_folds_repeats_into_one_alert_and_a_replay_never_double_counts() {
+    let cp = ControlPlane::start().await;
+    let rule = cp.dir().join("suppressed.yaml");
+    std::fs::write(
+        &rule,
+        "apiVersion: vigil.dev/v1alpha1\nkind: DetectionRule\nmetadata:\n  name: anonymous-pod-burst\nspec:\n  \
+         query: 'any where user.name == \"system:anonymous\" and event.action == \"create\"'\n  \
+         suppression:\n    groupBy: [user.name, kubernetes.audit.objectRef.namespace]\n    window: 1h\n",
+    )
+    .unwrap();
+    let applied = cp.kubectl(&["apply", "-f", rule.to_str().unwrap()]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let log = cp.dir().join("audit.log");
+    append_lines(&log, &requests(0, 5));
+    let mut vigil = VigilRun::start(&cp, "node-1", &[&follow(&log)]).await;
+    let listed = wait_for_total(&cp, 5, Duration::from_secs(30)).await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "five requests of one group in one window: one alert"
+    );
+    assert!(listed[0].spec.last_seen.0 >= listed[0].spec.first_seen.0);
+
+    // Forget the checkpoint: everything is read and matched again.
+    vigil.kill();
+    std::fs::remove_file(&vigil.checkpoint).unwrap();
+    vigil.restart();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        vigil.log_text().matches("rule compiled").count() >= 2,
+        "vigil restarted and re-read the log"
+    );
+    let listed = alerts(&cp).await;
+    assert_eq!(
+        (listed.len(), listed[0].spec.count),
+        (1, 5),
+        "the replay counted nothing twice"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_flushes_and_saves_the_checkpoint() {
+    let cp = ControlPlane::start().await;
+    apply_default_rule(&cp).await;
+    let log = cp.dir().join("audit.log");
+    let mut vigil = VigilRun::start(&cp, "node-1", &[&follow(&log)]).await;
+    append_lines(&log, &requests(0, 3));
+    wait_for_total(&cp, 3, Duration::from_secs(30)).await;
+    let status = vigil.terminate().expect("vigil was running");
+    assert!(
+        status.success(),
+        "graceful exit: {status:?}\n{}",
+        vigil.log_text()
+    );
+    let checkpoint = std::fs::read_to_string(&vigil.checkpoint).expect("a checkpoint");
+    let end = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        checkpoint.contains(&format!("\"offset\":{end}")),
+        "the checkpoint is at the end of the log: {checkpoint}"
+    );
+}
