@@ -73,6 +73,18 @@ pub fn activate(rule: &DetectionRule) -> Result<ActiveRule, RuleProblem> {
         reason: "InvalidQuery",
         message: error.to_string(),
     })?;
+    // An open sequence holds the checkpoint back (a restart must read its events again): maxspan bounds how far.
+    if let Ok(ast) = crate::eql::parse(&spec.query)
+        && let crate::eql::ast::QueryBody::Sequence(sequence) = &ast.body
+        && sequence.maxspan.is_none()
+    {
+        return Err(RuleProblem {
+            reason: "Unsupported",
+            message: "a sequence needs `with maxspan=…` in vigil run: an open sequence holds the audit log \
+                      checkpoint back, and maxspan bounds how far"
+                .to_string(),
+        });
+    }
     if let Err(error) = query.streamer() {
         return Err(RuleProblem {
             reason: "Unsupported",
@@ -420,6 +432,7 @@ mod tests {
             rule("good", r#"any where event.action == "create""#, 1),
             rule("broken", "any where event.action ==", 1),
             rule("tail", "any where true | tail 1", 1),
+            rule("unbounded", "sequence [any where true] [any where true]", 1),
         ]
         .into_iter()
         .map(|r| (r.name_any(), r))

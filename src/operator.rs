@@ -34,14 +34,25 @@ use crate::server::{self, ServerState};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-/// Called once everything before it has been handled (alerts written): the source may then advance its checkpoint.
-pub type Ack = Box<dyn FnOnce() + Send>;
+/// Called once everything before it has been handled (alerts written), with where a restart must read again
+/// from to rebuild open sequences (`None`: nothing before the end of the batch is needed): the source may then
+/// advance its checkpoint.
+pub type Acknowledge = Box<dyn FnOnce(Option<Position>) + Send>;
+
+/// One audit event and where its line starts in the log (`None` for sources without positions, the webhook).
+pub struct SourceEvent {
+    pub event: Value,
+    pub start: Option<Position>,
+}
 
 /// Audit events read by a source, in order, with what to call once they are handled.
 pub struct SourceBatch {
-    pub events: Vec<Value>,
-    pub ack: Option<Ack>,
+    pub events: Vec<SourceEvent>,
+    pub ack: Option<Acknowledge>,
 }
+
+/// A batch acknowledgement, its resume position decided: what the writer calls once the batch's alerts are written.
+type Ack = Box<dyn FnOnce() + Send>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -187,7 +198,9 @@ pub async fn run(
         config.write_budget,
         existing_alerts,
     );
-    let writer_task = tokio::spawn(write_alerts(writer, writer_receiver));
+    let last_ack = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+    tokio::spawn(export_checkpoint_age(last_ack.clone(), metrics.clone()));
+    let writer_task = tokio::spawn(write_alerts(writer, writer_receiver, last_ack));
 
     let mut engine = EngineTask::new(metrics, config.ignore_users);
     tokio::pin!(shutdown);
@@ -199,17 +212,19 @@ pub async fn run(
                 let Some(batch) = batch else { break };
                 let rules = book.borrow_and_update().clone();
                 engine.update_rules(&rules);
-                for event in &batch.events {
-                    for pending in engine.observe(event) {
+                for SourceEvent { event, start } in &batch.events {
+                    for pending in engine.observe(event, *start) {
                         if writer_sender.send(WriterItem::Alert(pending)).await.is_err() {
                             return Ok(());
                         }
                     }
                 }
-                if let Some(ack) = batch.ack
-                    && writer_sender.send(WriterItem::Ack(ack)).await.is_err()
-                {
-                    return Ok(());
+                if let Some(acknowledge) = batch.ack {
+                    let resume = engine.resume_position();
+                    let ack: Ack = Box::new(move || acknowledge(resume));
+                    if writer_sender.send(WriterItem::Ack(ack)).await.is_err() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -223,8 +238,21 @@ pub async fn run(
 }
 
 /// The writer task: writes alerts in order; acknowledges a batch once every alert before it is written.
-async fn write_alerts(mut writer: AlertWriter, mut items: mpsc::Receiver<WriterItem>) {
+async fn write_alerts(
+    mut writer: AlertWriter,
+    mut items: mpsc::Receiver<WriterItem>,
+    last_ack: Arc<std::sync::Mutex<std::time::Instant>>,
+) {
     let mut waiting_acks: Vec<Ack> = Vec::new();
+    let acknowledge = |acks: &mut Vec<Ack>| {
+        if acks.is_empty() {
+            return;
+        }
+        acks.drain(..).for_each(|ack| ack());
+        if let Ok(mut at) = last_ack.lock() {
+            *at = std::time::Instant::now();
+        }
+    };
     let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -234,18 +262,18 @@ async fn write_alerts(mut writer: AlertWriter, mut items: mpsc::Receiver<WriterI
                     waiting_acks.push(ack);
                     // Overflow counts are written at most once a second; acks wait for them.
                     if writer.flush_overflow(false).await {
-                        waiting_acks.drain(..).for_each(|ack| ack());
+                        acknowledge(&mut waiting_acks);
                     }
                 }
                 None => {
                     writer.flush_overflow(true).await;
-                    waiting_acks.drain(..).for_each(|ack| ack());
+                    acknowledge(&mut waiting_acks);
                     return;
                 }
             },
             _ = flush_tick.tick() => {
                 if writer.flush_overflow(false).await {
-                    waiting_acks.drain(..).for_each(|ack| ack());
+                    acknowledge(&mut waiting_acks);
                 }
             }
         }
@@ -259,7 +287,8 @@ struct EngineTask {
     /// Per rule: its compiled form and, for stateful queries, its stream state.
     rules: BTreeMap<String, (Arc<ActiveRule>, Streamer)>,
     keeps_recent: bool,
-    recent: VecDeque<(u64, AlertEvent)>,
+    /// Recent events' metadata and line starts, for sequence matches and for the resume position.
+    recent: VecDeque<(u64, AlertEvent, Option<Position>)>,
     next_id: u64,
 }
 
@@ -300,7 +329,23 @@ impl EngineTask {
         }
     }
 
-    fn observe(&mut self, event: &Value) -> Vec<PendingAlert> {
+    /// Where a restart must read again from so that every open sequence is rebuilt: the line of the oldest event
+    /// an open sequence holds.
+    fn resume_position(&mut self) -> Option<Position> {
+        let oldest = self
+            .rules
+            .values()
+            .filter_map(|(_, streamer)| streamer.oldest_held_event())
+            .min();
+        oldest.and_then(|oldest| {
+            self.recent
+                .iter()
+                .find(|(id, _, _)| *id == oldest)
+                .and_then(|(_, _, start)| *start)
+        })
+    }
+
+    fn observe(&mut self, event: &Value, start: Option<Position>) -> Vec<PendingAlert> {
         self.metrics.events_read.inc();
         if let Some(user) = event.pointer("/user/username").and_then(Value::as_str)
             && self.ignore_users.contains(user)
@@ -349,8 +394,8 @@ impl EngineTask {
                             self.recent
                                 .iter()
                                 .rev()
-                                .find(|(i, _)| i == hit_id)
-                                .map(|(_, e)| e.clone())
+                                .find(|(i, _, _)| i == hit_id)
+                                .map(|(_, e, _)| e.clone())
                         }
                     })
                     .collect();
@@ -374,7 +419,7 @@ impl EngineTask {
         }
         if self.keeps_recent {
             let this = current.unwrap_or_else(|| alert::event_metadata(event));
-            self.recent.push_back((id, this));
+            self.recent.push_back((id, this, start));
             while self.recent.len() > RECENT_EVENTS_KEPT {
                 self.recent.pop_front();
             }
@@ -394,11 +439,11 @@ pub fn spawn_file_source(
     std::thread::spawn(move || {
         let mut follower = Follower::open(config, counters.clone())?;
         open.store(true, Ordering::Relaxed);
-        let (acked_sender, acked) = std::sync::mpsc::channel::<Position>();
+        // (resume, handled): everything before `handled` has its alerts written; open sequences need `resume` on.
+        let (acked_sender, acked) = std::sync::mpsc::channel::<(Position, Position)>();
         loop {
-            // The newest acknowledged position: everything before it has its alerts written.
-            if let Some(handled) = acked.try_iter().last() {
-                follower.commit(handled, handled)?;
+            if let Some((resume, handled)) = acked.try_iter().last() {
+                follower.commit(resume, handled)?;
             }
             let batch = follower.next_batch(SOURCE_POLL)?;
             let Some(end) = batch.end() else {
@@ -410,7 +455,10 @@ pub fn spawn_file_source(
             let mut events = Vec::with_capacity(batch.lines().len());
             for (line, bytes) in batch.lines() {
                 match parse_audit_line(bytes) {
-                    Ok(parsed) => events.extend(parsed),
+                    Ok(parsed) => events.extend(parsed.into_iter().map(|event| SourceEvent {
+                        event,
+                        start: Some(line.start),
+                    })),
                     Err(reason) => {
                         let source = follower
                             .file_path(line.start.file)
@@ -421,8 +469,8 @@ pub fn spawn_file_source(
                 }
             }
             let acked_sender = acked_sender.clone();
-            let ack: Ack = Box::new(move || {
-                let _ = acked_sender.send(end);
+            let ack: Acknowledge = Box::new(move |resume| {
+                let _ = acked_sender.send((resume.unwrap_or(end), end));
             });
             if batches
                 .blocking_send(SourceBatch {
@@ -432,13 +480,29 @@ pub fn spawn_file_source(
                 .is_err()
             {
                 // The pipeline stopped: save what it acknowledged on its way out.
-                if let Some(handled) = acked.try_iter().last() {
-                    follower.commit(handled, handled)?;
+                if let Some((resume, handled)) = acked.try_iter().last() {
+                    follower.commit(resume, handled)?;
                 }
                 return Ok(());
             }
         }
     })
+}
+
+/// Keeps `checkpoint_age_seconds` current: the time since handled events were last acknowledged to the source.
+async fn export_checkpoint_age(
+    last_ack: Arc<std::sync::Mutex<std::time::Instant>>,
+    metrics: Metrics,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Ok(at) = last_ack.lock() {
+            metrics
+                .checkpoint_age_seconds
+                .set(at.elapsed().as_secs() as i64);
+        }
+    }
 }
 
 /// Copies the ingestion counters (kept by the follower and the webhook) into the exported metrics.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
 use support::ControlPlane;
-use support::vigil::{VigilRun, anonymous_pod_create_line, append_lines, example};
+use support::vigil::{VigilRun, anonymous_pod_create_line, append_lines, audit_line, example};
 use vigil::crd::{DetectionAlert, DetectionRule};
 
 async fn apply_default_rule(cp: &ControlPlane) {
@@ -288,5 +288,91 @@ async fn sigterm_flushes_and_saves_the_checkpoint() {
     assert!(
         checkpoint.contains(&format!("\"offset\":{end}")),
         "the checkpoint is at the end of the log: {checkpoint}"
+    );
+}
+
+#[tokio::test]
+async fn an_open_sequence_survives_a_sigkill() {
+    let cp = ControlPlane::start().await;
+    let rule = cp.dir().join("sequence.yaml");
+    std::fs::write(
+        &rule,
+        "apiVersion: vigil.dev/v1alpha1\nkind: DetectionRule\nmetadata:\n  name: secret-read-then-pod-create\nspec:\n  \
+         query: |\n    sequence by user.name with maxspan=10m\n      \
+         [any where event.action == \"get\" and kubernetes.audit.objectRef.resource == \"secrets\"]\n      \
+         [any where event.action == \"create\" and kubernetes.audit.objectRef.resource == \"pods\"]\n",
+    )
+    .unwrap();
+    let applied = cp.kubectl(&["apply", "-f", rule.to_str().unwrap()]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let log = cp.dir().join("audit.log");
+    let mut vigil = VigilRun::start(&cp, "node-1", &[&follow(&log)]).await;
+
+    // The first step, then unrelated traffic that moves the checkpoint on.
+    append_lines(
+        &log,
+        &[audit_line(
+            "step-1",
+            "mallory",
+            "get",
+            "secrets",
+            "db",
+            "ResponseComplete",
+        )],
+    );
+    let noise: Vec<String> = (0..20)
+        .map(|n| {
+            audit_line(
+                &format!("noise-{n}"),
+                "alice",
+                "list",
+                "configmaps",
+                "",
+                "ResponseComplete",
+            )
+        })
+        .collect();
+    append_lines(&log, &noise);
+    let end = std::fs::metadata(&log).unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&vigil.checkpoint)
+        .unwrap_or_default()
+        .contains(&format!("{end}"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint never reached the end of the log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    vigil.kill();
+    vigil.restart();
+    append_lines(
+        &log,
+        &[audit_line(
+            "step-2",
+            "mallory",
+            "create",
+            "pods",
+            "miner",
+            "ResponseComplete",
+        )],
+    );
+
+    let listed = wait_for_total(&cp, 1, Duration::from_secs(30)).await;
+    let ids: Vec<&str> = listed[0]
+        .spec
+        .events
+        .iter()
+        .map(|e| e.audit_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["step-1", "step-2"],
+        "the sequence opened before the kill completed after it"
     );
 }

@@ -123,6 +123,10 @@ impl VigilRun {
         self.child = Some(child);
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no flush, no checkpoint save.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -198,18 +202,35 @@ pub async fn allow_anonymous_pod_create(cp: &ControlPlane) {
 
 /// One raw audit line (RequestReceived or ResponseComplete) of an anonymous pod create, as kube-apiserver writes it.
 pub fn anonymous_pod_create_line(audit_id: &str, pod: &str, stage: &str) -> String {
+    audit_line(audit_id, "system:anonymous", "create", "pods", pod, stage)
+}
+
+/// One raw audit line of `username` doing `verb` on `resource` `name` in namespace default.
+pub fn audit_line(
+    audit_id: &str,
+    username: &str,
+    verb: &str,
+    resource: &str,
+    name: &str,
+    stage: &str,
+) -> String {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let group = if username == "system:anonymous" {
+        "system:unauthenticated"
+    } else {
+        "system:authenticated"
+    };
     let mut event = json!({
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": audit_id,
-        "stage": stage, "requestURI": "/api/v1/namespaces/default/pods", "verb": "create",
-        "user": {"username": "system:anonymous", "groups": ["system:unauthenticated"]},
+        "stage": stage, "requestURI": format!("/api/v1/namespaces/default/{resource}"), "verb": verb,
+        "user": {"username": username, "groups": [group]},
         "sourceIPs": ["192.0.2.10"], "userAgent": "curl/8.5.0",
-        "objectRef": {"resource": "pods", "namespace": "default", "apiVersion": "v1"},
+        "objectRef": {"resource": resource, "namespace": "default", "apiVersion": "v1"},
         "requestReceivedTimestamp": now, "stageTimestamp": now,
         "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""}
     });
     if stage == "ResponseComplete" {
-        event["objectRef"]["name"] = json!(pod);
+        event["objectRef"]["name"] = json!(name);
         event["responseStatus"] = json!({"metadata": {}, "code": 201});
     }
     event.to_string()
