@@ -100,7 +100,7 @@ struct Origin {
 /// Sequence matches name earlier events; their metadata is kept for this many recent events.
 const RECENT_EVENTS_KEPT: usize = 200_000;
 /// How much of a malformed line is shown (its contents may be sensitive).
-const MALFORMED_PREFIX_CHARS: usize = 32;
+const MALFORMED_PREFIX_CHARS: usize = 16;
 
 /// Scans `files` (`-` or none: stdin) with `rules`, writing matches to `out` and diagnostics to `diagnostics`.
 pub fn scan(
