@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -254,12 +255,13 @@ struct WrittenStatus {
 pub async fn lead(
     client: Client,
     rule_book: watch::Receiver<Arc<RuleBook>>,
+    alerts: Store<DetectionAlert>,
     metrics: Metrics,
     retention: Retention,
     interval: Duration,
 ) {
     let rules: Api<DetectionRule> = Api::all(client.clone());
-    let alerts: Api<DetectionAlert> = Api::all(client);
+    let alert_api: Api<DetectionAlert> = Api::all(client);
     let mut written: HashMap<String, WrittenStatus> = HashMap::new();
     let mut ticker = tokio::time::interval(interval);
     loop {
@@ -268,14 +270,7 @@ pub async fn lead(
         if !book.synced {
             continue;
         }
-        let listed = match alerts.list(&ListParams::default()).await {
-            Ok(listed) => listed.items,
-            Err(error) => {
-                metrics.api_error("list_alerts");
-                warn!(%error, "listing DetectionAlerts failed");
-                continue;
-            }
-        };
+        let listed = alerts.state();
         let mut totals: HashMap<&str, (u64, Option<Timestamp>)> = HashMap::new();
         for alert in &listed {
             let total = totals.entry(alert.spec.rule.name.as_str()).or_default();
@@ -304,7 +299,7 @@ pub async fn lead(
             }
         }
         written.retain(|name, _| book.states.contains_key(name));
-        retention.apply(&alerts, listed, &metrics).await;
+        retention.apply(&alert_api, &listed, &metrics).await;
     }
 }
 
@@ -373,9 +368,10 @@ impl Retention {
     async fn apply(
         &self,
         alerts: &Api<DetectionAlert>,
-        mut listed: Vec<DetectionAlert>,
+        listed: &[Arc<DetectionAlert>],
         metrics: &Metrics,
     ) {
+        let mut listed = listed.to_vec();
         listed.sort_by_key(|alert| alert.metadata.creation_timestamp.clone().map(|t| t.0));
         let cutoff = SignedDuration::try_from(self.max_age)
             .ok()

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use k8s_openapi::jiff::Timestamp;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -86,7 +89,7 @@ enum WriterItem {
 }
 
 /// Events kept for sequence matches that name earlier events.
-const RECENT_EVENTS_KEPT: usize = 100_000;
+const RECENT_EVENTS_KEPT: usize = 20_000;
 const SOURCE_QUEUE: usize = 8;
 
 /// The bounded channel between a source and the pipeline.
@@ -133,6 +136,21 @@ pub async fn run(
         metrics.clone(),
     ));
 
+    // Every alert, from a watch: the writer recognises replays and other pods' alerts in it, and the leader
+    // derives match counts and retention from it instead of listing.
+    let (existing_alerts, existing_writer) = reflector::store();
+    let alert_watch = reflector(
+        existing_writer,
+        watcher(
+            Api::<DetectionAlert>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    );
+    tokio::spawn(alert_watch.for_each(|_| std::future::ready(())));
+    if existing_alerts.wait_until_ready().await.is_err() {
+        return Ok(());
+    }
     let lease = LeaseManagerBuilder::new(client.clone(), "vigil-status-writer")
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)
@@ -145,6 +163,7 @@ pub async fn run(
         let client = client.clone();
         let book = book.clone();
         let metrics = metrics.clone();
+        let alerts = existing_alerts.clone();
         let retention = config.retention;
         let interval = config.status_interval;
         tokio::spawn(async move {
@@ -157,7 +176,9 @@ pub async fn run(
                 }
                 info!("holding the Lease: writing rule status");
                 tokio::select! {
-                    () = controller::lead(client.clone(), book.clone(), metrics.clone(), retention, interval) => {}
+                    () = controller::lead(
+                        client.clone(), book.clone(), alerts.clone(), metrics.clone(), retention, interval,
+                    ) => {}
                     _ = leader.wait_for(|is_leader| !*is_leader) => info!("lost the Lease"),
                 }
             }
@@ -178,19 +199,6 @@ pub async fn run(
             instance: Some(config.identity.clone()),
         },
     );
-    let (existing_alerts, existing_writer) = reflector::store();
-    let alert_watch = reflector(
-        existing_writer,
-        watcher(
-            Api::<PartialObjectMeta<DetectionAlert>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-    );
-    tokio::spawn(alert_watch.for_each(|_| std::future::ready(())));
-    if existing_alerts.wait_until_ready().await.is_err() {
-        return Ok(());
-    }
     let writer = AlertWriter::new(
         client,
         recorder,
@@ -237,12 +245,19 @@ pub async fn run(
     Ok(())
 }
 
-/// The writer task: writes alerts in order; acknowledges a batch once every alert before it is written.
+/// Alert writes in flight at once: the API server round trip, not vigil, bounds throughput.
+const WRITES_IN_FLIGHT: usize = 16;
+
+/// The writer task: admits matches in order and runs their writes concurrently; a batch is acknowledged once every
+/// write before it has finished (and pending overflow counts are written).
 async fn write_alerts(
     mut writer: AlertWriter,
     mut items: mpsc::Receiver<WriterItem>,
     last_ack: Arc<std::sync::Mutex<std::time::Instant>>,
 ) {
+    // Writes and acknowledgements complete in the order they were queued.
+    let mut in_flight: FuturesOrdered<Pin<Box<dyn Future<Output = Option<Ack>> + Send>>> =
+        FuturesOrdered::new();
     let mut waiting_acks: Vec<Ack> = Vec::new();
     let acknowledge = |acks: &mut Vec<Ack>| {
         if acks.is_empty() {
@@ -254,23 +269,30 @@ async fn write_alerts(
         }
     };
     let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
+    let mut open = true;
+    while open || !in_flight.is_empty() {
         tokio::select! {
-            item = items.recv() => match item {
-                Some(WriterItem::Alert(pending)) => writer.write(pending).await,
-                Some(WriterItem::Ack(ack)) => {
+            item = items.recv(), if open && in_flight.len() < WRITES_IN_FLIGHT => match item {
+                Some(WriterItem::Alert(pending)) => {
+                    if let Some(write) = writer.admit(pending) {
+                        in_flight.push_back(Box::pin(async move {
+                            write.await;
+                            None
+                        }));
+                    }
+                }
+                Some(WriterItem::Ack(ack)) => in_flight.push_back(Box::pin(std::future::ready(Some(ack)))),
+                None => open = false,
+            },
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(ack) = done {
                     waiting_acks.push(ack);
-                    // Overflow counts are written at most once a second; acks wait for them.
+                    // Overflow counts are written at most once a second; acknowledgements wait for them.
                     if writer.flush_overflow(false).await {
                         acknowledge(&mut waiting_acks);
                     }
                 }
-                None => {
-                    writer.flush_overflow(true).await;
-                    acknowledge(&mut waiting_acks);
-                    return;
-                }
-            },
+            }
             _ = flush_tick.tick() => {
                 if writer.flush_overflow(false).await {
                     acknowledge(&mut waiting_acks);
@@ -278,6 +300,8 @@ async fn write_alerts(
             }
         }
     }
+    writer.flush_overflow(true).await;
+    acknowledge(&mut waiting_acks);
 }
 
 /// The engine side of the pipeline: every rule's state, and from matches to pending alerts.

@@ -72,7 +72,8 @@ async fn match_count(cp: &ControlPlane) -> Option<u64> {
 }
 
 async fn wait_for_match_count(cp: &ControlPlane, expected: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // After an API server outage, vigil's watches come back with client-go's backoff (up to 30 s).
+    let deadline = Instant::now() + Duration::from_secs(45);
     while match_count(cp).await != Some(expected) {
         assert!(
             Instant::now() < deadline,

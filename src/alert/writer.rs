@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
@@ -155,17 +154,26 @@ struct Overflow {
     last_seen: Timestamp,
 }
 
-pub struct AlertWriter {
+/// The API side of writing alerts: cheap to clone into concurrent writes.
+#[derive(Clone)]
+struct AlertApi {
     alerts: Api<DetectionAlert>,
     recorder: Recorder,
+    metrics: Metrics,
+}
+
+/// Decides, in match order, what each match becomes (a new alert, a completion of a known one, or an overflow
+/// count); the API writes it hands out may run concurrently.
+pub struct AlertWriter {
+    api: AlertApi,
     metrics: Metrics,
     budget: WriteBudget,
     overflow: BTreeMap<String, Overflow>,
     overflow_flushed: Instant,
     known: RecentNames,
-    /// Every alert in the cluster (metadata, from a watch): a replay after a restart, or a match another vigil pod
-    /// already wrote, is recognised without a request.
-    existing: Store<PartialObjectMeta<DetectionAlert>>,
+    /// Every alert in the cluster (from a watch): a replay after a restart, or a match another vigil pod already
+    /// wrote, is recognised without a request.
+    existing: Store<DetectionAlert>,
 }
 
 /// Names of the alerts written (or found existing) most recently.
@@ -213,11 +221,14 @@ impl AlertWriter {
         recorder: Recorder,
         metrics: Metrics,
         write_budget: u32,
-        existing: Store<PartialObjectMeta<DetectionAlert>>,
+        existing: Store<DetectionAlert>,
     ) -> Self {
         AlertWriter {
-            alerts: Api::all(client),
-            recorder,
+            api: AlertApi {
+                alerts: Api::all(client),
+                recorder,
+                metrics: metrics.clone(),
+            },
             metrics,
             budget: WriteBudget::new(write_budget),
             overflow: BTreeMap::new(),
@@ -227,8 +238,12 @@ impl AlertWriter {
         }
     }
 
-    /// Writes one match; returns once it is stored (retrying transient errors as long as needed).
-    pub async fn write(&mut self, pending: PendingAlert) {
+    /// Takes one match: counts it into an overflow alert (`None`), or returns the write that stores it, which
+    /// retries transient errors for as long as needed.
+    pub fn admit(
+        &mut self,
+        pending: PendingAlert,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let rule = pending.rule.rule.name.clone();
         let name = pending.alert_name();
         // Another stage of a request already alerted is not a new match: it may complete its alert, outside the
@@ -256,24 +271,69 @@ impl AlertWriter {
                     );
                 }
             }
-            return;
+            return None;
         }
         self.known.insert(name.clone());
+        let api = self.api.clone();
+        Some(async move { api.store(&name, &pending).await })
+    }
+
+    /// Writes pending overflow counts when due (`force`: now, e.g. before acknowledging a checkpoint or stopping).
+    /// Returns whether nothing is left pending.
+    pub async fn flush_overflow(&mut self, force: bool) -> bool {
+        if self.overflow.is_empty() {
+            return true;
+        }
+        if !force && self.overflow_flushed.elapsed() < OVERFLOW_FLUSH_INTERVAL {
+            return false;
+        }
+        self.overflow_flushed = Instant::now();
+        let names: Vec<String> = self.overflow.keys().cloned().collect();
+        for name in names {
+            let Some(overflow) = self.overflow.remove(&name) else {
+                continue;
+            };
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match self.api.write_overflow(&name, &overflow).await {
+                    Ok(()) => break,
+                    Err(error) if is_transient(&error) || is_code(&error, 409) => {
+                        self.metrics.api_error("write_overflow_alert");
+                        warn!(alert = %name, %error, "writing an overflow alert failed; retrying in {backoff:?}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                    Err(error) => {
+                        self.metrics.api_error("write_overflow_alert");
+                        warn!(alert = %name, %error, "the API server refused an overflow alert; dropping it");
+                        break;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+impl AlertApi {
+    /// Creates the alert, or merges the match into the existing one.
+    async fn store(&self, name: &str, pending: &PendingAlert) {
+        let rule = &pending.rule.rule.name;
         let mut backoff = Duration::from_millis(100);
         loop {
             let outcome = match self
                 .alerts
-                .create(&PostParams::default(), &new_alert(&name, &pending, 1))
+                .create(&PostParams::default(), &new_alert(name, pending, 1))
                 .await
             {
                 Ok(created) => {
-                    self.metrics.rule(&self.metrics.alerts_written, &rule).inc();
+                    self.metrics.rule(&self.metrics.alerts_written, rule).inc();
                     if !awaits_later_stage(&created) {
                         self.publish_event(&created).await;
                     }
                     return;
                 }
-                Err(error) if is_code(&error, 409) => self.merge_into(&name, &pending).await,
+                Err(error) if is_code(&error, 409) => self.merge_into(name, pending).await,
                 Err(error) => Err(error),
             };
             match outcome {
@@ -294,7 +354,7 @@ impl AlertWriter {
     }
 
     /// The alert exists: a replay, another vigil pod, the other stage of the request, or a suppressed repeat.
-    async fn merge_into(&mut self, name: &str, pending: &PendingAlert) -> Result<(), kube::Error> {
+    async fn merge_into(&self, name: &str, pending: &PendingAlert) -> Result<(), kube::Error> {
         let mut existing = self.alerts.get(name).await?;
         let mut ids = audit_ids_of(&existing);
         let new_ids: Vec<String> = pending
@@ -341,51 +401,10 @@ impl AlertWriter {
         Ok(())
     }
 
-    /// Writes pending overflow counts when due (`force`: now, e.g. before acknowledging a checkpoint or stopping).
-    /// Returns whether nothing is left pending.
-    pub async fn flush_overflow(&mut self, force: bool) -> bool {
-        if self.overflow.is_empty() {
-            return true;
-        }
-        if !force && self.overflow_flushed.elapsed() < OVERFLOW_FLUSH_INTERVAL {
-            return false;
-        }
-        self.overflow_flushed = Instant::now();
-        let names: Vec<String> = self.overflow.keys().cloned().collect();
-        for name in names {
-            let Some(overflow) = self.overflow.remove(&name) else {
-                continue;
-            };
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match self.write_overflow(&name, &overflow).await {
-                    Ok(()) => break,
-                    Err(error) if is_transient(&error) || is_code(&error, 409) => {
-                        self.metrics.api_error("write_overflow_alert");
-                        warn!(alert = %name, %error, "writing an overflow alert failed; retrying in {backoff:?}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                    Err(error) => {
-                        self.metrics.api_error("write_overflow_alert");
-                        warn!(alert = %name, %error, "the API server refused an overflow alert; dropping it");
-                        break;
-                    }
-                }
-            }
-        }
-        true
-    }
-
-    async fn write_overflow(&mut self, name: &str, overflow: &Overflow) -> Result<(), kube::Error> {
+    async fn write_overflow(&self, name: &str, overflow: &Overflow) -> Result<(), kube::Error> {
         match self.alerts.get_opt(name).await? {
             None => {
-                let mut ids: Vec<String> = Vec::new();
-                for id in &overflow.audit_ids {
-                    if !ids.contains(id) {
-                        ids.push(id.clone());
-                    }
-                }
+                let ids = distinct_new(&[], &overflow.audit_ids);
                 let count = ids.len().max(1) as u64;
                 let mut alert = new_alert(name, &overflow.first, count);
                 alert.spec.last_seen = Time(overflow.last_seen);
@@ -400,17 +419,12 @@ impl AlertWriter {
             }
             Some(mut existing) => {
                 let mut ids = audit_ids_of(&existing);
-                let mut added = 0;
-                for id in &overflow.audit_ids {
-                    if !ids.contains(id) {
-                        ids.push(id.clone());
-                        added += 1;
-                    }
-                }
-                if added == 0 {
+                let added = distinct_new(&ids, &overflow.audit_ids);
+                if added.is_empty() {
                     return Ok(());
                 }
-                existing.spec.count += added;
+                existing.spec.count += added.len() as u64;
+                ids.extend(added);
                 existing.spec.last_seen = Time(existing.spec.last_seen.0.max(overflow.last_seen));
                 set_audit_ids(&mut existing.metadata, &ids);
                 patch_if_unchanged(&self.alerts, name, &existing).await?;
@@ -506,6 +520,16 @@ fn new_alert(name: &str, pending: &PendingAlert, count: u64) -> DetectionAlert {
             message: pending_message(pending),
         },
     }
+}
+
+/// The IDs of `candidates` not in `known`, each once, in order.
+fn distinct_new(known: &[String], candidates: &[String]) -> Vec<String> {
+    let mut seen: HashSet<&str> = known.iter().map(String::as_str).collect();
+    candidates
+        .iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect()
 }
 
 fn audit_ids_of(alert: &DetectionAlert) -> Vec<String> {
