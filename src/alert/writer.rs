@@ -9,6 +9,7 @@
 //!   the log on disk is the buffer.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -202,6 +203,32 @@ impl RecentNames {
     }
 }
 
+/// Runs `attempt` until it succeeds, retrying with backoff while the API server is away, overloaded or raced us
+/// (409); an error it will not get over (e.g. an invalid object) is logged and the write dropped.
+async fn retrying<F, Fut>(metrics: &Metrics, operation: &str, alert: &str, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), kube::Error>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(()) => return,
+            Err(error) if is_transient(&error) || is_code(&error, 409) => {
+                metrics.api_error(operation);
+                warn!(%alert, %error, "{operation} failed; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(error) => {
+                metrics.api_error(operation);
+                warn!(%alert, %error, "{operation}: the API server refused it; dropping it");
+                return;
+            }
+        }
+    }
+}
+
 /// Whether an API error is worth retrying (the API server is down, overloaded, or raced us).
 fn is_transient(error: &kube::Error) -> bool {
     match error {
@@ -293,23 +320,11 @@ impl AlertWriter {
             let Some(overflow) = self.overflow.remove(&name) else {
                 continue;
             };
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match self.api.write_overflow(&name, &overflow).await {
-                    Ok(()) => break,
-                    Err(error) if is_transient(&error) || is_code(&error, 409) => {
-                        self.metrics.api_error("write_overflow_alert");
-                        warn!(alert = %name, %error, "writing an overflow alert failed; retrying in {backoff:?}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                    Err(error) => {
-                        self.metrics.api_error("write_overflow_alert");
-                        warn!(alert = %name, %error, "the API server refused an overflow alert; dropping it");
-                        break;
-                    }
-                }
-            }
+            let api = &self.api;
+            retrying(&self.metrics, "write_overflow_alert", &name, || {
+                api.write_overflow(&name, &overflow)
+            })
+            .await;
         }
         true
     }
@@ -318,38 +333,29 @@ impl AlertWriter {
 impl AlertApi {
     /// Creates the alert, or merges the match into the existing one.
     async fn store(&self, name: &str, pending: &PendingAlert) {
-        let rule = &pending.rule.rule.name;
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let outcome = match self
-                .alerts
-                .create(&PostParams::default(), &new_alert(name, pending, 1))
-                .await
-            {
-                Ok(created) => {
-                    self.metrics.rule(&self.metrics.alerts_written, rule).inc();
-                    if !awaits_later_stage(&created) {
-                        self.publish_event(&created).await;
-                    }
-                    return;
+        retrying(&self.metrics, "write_alert", name, || {
+            self.create_or_merge(name, pending)
+        })
+        .await;
+    }
+
+    async fn create_or_merge(&self, name: &str, pending: &PendingAlert) -> Result<(), kube::Error> {
+        match self
+            .alerts
+            .create(&PostParams::default(), &new_alert(name, pending, 1))
+            .await
+        {
+            Ok(created) => {
+                self.metrics
+                    .rule(&self.metrics.alerts_written, &pending.rule.rule.name)
+                    .inc();
+                if !awaits_later_stage(&created) {
+                    self.publish_event(&created).await;
                 }
-                Err(error) if is_code(&error, 409) => self.merge_into(name, pending).await,
-                Err(error) => Err(error),
-            };
-            match outcome {
-                Ok(()) => return,
-                Err(error) if is_transient(&error) || is_code(&error, 409) => {
-                    self.metrics.api_error("write_alert");
-                    warn!(alert = %name, %error, "writing an alert failed; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                Err(error) => {
-                    self.metrics.api_error("write_alert");
-                    warn!(alert = %name, %error, "the API server refused an alert; dropping it");
-                    return;
-                }
+                Ok(())
             }
+            Err(error) if is_code(&error, 409) => self.merge_into(name, pending).await,
+            Err(error) => Err(error),
         }
     }
 
