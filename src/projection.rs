@@ -5,8 +5,8 @@
 //! again only for the few events an alert is written about ([`ProjectedEvent::whole`]).
 //!
 //! Lines that are not valid JSON in a part no rule reads are the one difference: skipping checks the syntax but not
-//! that numbers fit a double, that `\u` escapes pair their surrogates, or the 128-level nesting limit, so such a
-//! line is evaluated instead of being skipped as invalid. The API server never writes one.
+//! that strings are UTF-8, that numbers fit a double, that `\u` escapes pair their surrogates, or the 128-level
+//! nesting limit, so such a line is evaluated instead of being skipped as invalid. The API server never writes one.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -65,12 +65,21 @@ impl Node {
     /// The node a raw key leads to. A key with dots stands for as many segments as it has parts, as field paths
     /// read it (`{"a.b": 1}` is `a.b`).
     fn child(&self, key: &str) -> Option<&Node> {
-        key.split('.').try_fold(self, |node, part| {
-            node.children
-                .iter()
-                .find(|(name, _)| name == part)
-                .map(|(_, child)| child)
-        })
+        // Segments never hold dots, so most keys are one segment and either match here or not at all.
+        match self.segment(key) {
+            Some(child) => Some(child),
+            None if key.contains('.') => key
+                .split('.')
+                .try_fold(self, |node, segment| node.segment(segment)),
+            None => None,
+        }
+    }
+
+    fn segment(&self, segment: &str) -> Option<&Node> {
+        self.children
+            .iter()
+            .find(|(name, _)| name == segment)
+            .map(|(_, child)| child)
     }
 }
 
@@ -116,9 +125,8 @@ impl Projection {
     /// [`parse_audit_line`](crate::audit::event::parse_audit_line) and
     /// [`parse_ecs_line`](crate::audit::event::parse_ecs_line).
     pub fn read_line<'a>(&'a self, line: &'a [u8]) -> Result<ProjectedLine<'a>, MalformedReason> {
-        let trimmed = non_empty_line(line)?;
-        let text = std::str::from_utf8(trimmed).map_err(|_| MalformedReason::InvalidJson)?;
-        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let text = non_empty_line(line)?;
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
         let value = Project(&self.line)
             .deserialize(&mut deserializer)
             .and_then(|value| deserializer.end().map(|()| value))
@@ -147,7 +155,7 @@ fn raw_paths_read(field: &str, input: Input) -> Vec<Vec<String>> {
 /// One line read through a projection.
 pub struct ProjectedLine<'a> {
     projection: &'a Projection,
-    text: &'a str,
+    text: &'a [u8],
     events: Vec<Value>,
     whole_events: OnceCell<Vec<Value>>,
 }
@@ -172,7 +180,8 @@ impl ProjectedLine<'_> {
             return self.events.get(index);
         }
         let whole = self.whole_events.get_or_init(|| {
-            let parsed = serde_json::from_str(self.text).map_err(|_| MalformedReason::InvalidJson);
+            let parsed =
+                serde_json::from_slice(self.text).map_err(|_| MalformedReason::InvalidJson);
             match self.projection.input {
                 Input::Audit => parsed.and_then(audit_events),
                 Input::Ecs => parsed.and_then(ecs_document).map(|document| vec![document]),
@@ -315,5 +324,122 @@ impl<'de> Visitor<'de> for RawKeyVisitor {
 
     fn visit_string<E: de::Error>(self, key: String) -> Result<RawKey<'de>, E> {
         Ok(RawKey(Cow::Owned(key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::compile_query;
+    use serde_json::json;
+
+    /// A raw event with dotted keys, empty values and an escaped key, to project.
+    fn event() -> Value {
+        json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse", "auditID": "a1",
+            "stage": "ResponseComplete", "verb": "create", "userAgent": "curl/8.5.0",
+            "user": {"username": "eve", "uid": "u-1", "groups": ["g"], "extra": {"authentication.kubernetes.io/pod-name": ["p"]}},
+            "impersonatedUser": {"username": ""},
+            "sourceIPs": ["10.0.0.1", "10.0.0.1"], "objectRef": {"resource": "pods", "namespace": "web"},
+            "objectRef.name": "dotted",
+            "requestObject": {"metadata": {"name": "x"}, "spec": {"containers": [{"securityContext": {"privileged": true}}, {"image": "a"}]}},
+            "responseObject": {"metadata": {"name": "x"}, "status": {}},
+            "annotations": {"authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "", "sp\u{e9}cial": "1"},
+            "stageTimestamp": "2026-12-04T10:00:00.000000Z"
+        })
+    }
+
+    #[test]
+    fn every_field_reads_the_same_on_the_projection() {
+        let fields = [
+            "@timestamp",
+            "event.action",
+            "event.outcome",
+            "user.name",
+            "user.id",
+            "user_agent.original",
+            "source.ip",
+            "client.ip",
+            "related.ip",
+            "related.user",
+            "orchestrator.namespace",
+            "orchestrator.resource.type",
+            "orchestrator.resource.name",
+            "kubernetes.audit",
+            "kubernetes.audit.user.extra.authentication.kubernetes.io/pod-name",
+            "kubernetes.audit.objectRef.name",
+            "kubernetes.audit.impersonatedUser.username",
+            "kubernetes.audit.requestObject",
+            "kubernetes.audit.requestObject.spec.containers.securityContext.privileged",
+            "kubernetes.audit.responseObject",
+            "kubernetes.audit.annotations",
+            "kubernetes.audit.annotations.authorization_k8s_io/decision",
+            "kubernetes.audit.annotations.sp\u{e9}cial",
+        ];
+        // An escaped key cannot be borrowed from the line.
+        let line = event().to_string().replace("sp\u{e9}cial", "sp\\u00e9cial");
+        assert!(line.contains(r"sp\u00e9cial"));
+        for field in fields {
+            let query =
+                compile_query(&format!("any where `{field}` != null"), Input::Audit).unwrap();
+            let projection = Projection::new([&query], Input::Audit);
+            let read = projection.read_line(line.as_bytes()).unwrap();
+            let projected = read.events().next().unwrap();
+            let source = ecs::raw_source(field).unwrap();
+            assert_eq!(
+                source.values(projected.projected()),
+                source.values(&event()),
+                "{field}"
+            );
+            assert_eq!(projected.whole(), &event());
+        }
+    }
+
+    #[test]
+    fn only_what_rules_read_is_kept() {
+        let query = compile_query(
+            r#"any where kubernetes.audit.objectRef.name == "dotted""#,
+            Input::Audit,
+        )
+        .unwrap();
+        let projection = Projection::new([&query], Input::Audit);
+        let line = event().to_string();
+        let read = projection.read_line(line.as_bytes()).unwrap();
+        let projected = read.events().next().unwrap().projected();
+        assert_eq!(
+            projected,
+            &json!({
+                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a1",
+                "objectRef": {}, "objectRef.name": "dotted", "stageTimestamp": "2026-12-04T10:00:00.000000Z"
+            })
+        );
+        assert!(query.matches(projected));
+    }
+
+    #[test]
+    fn event_lists_and_malformed_lines_read_as_whole_parsing_reads_them() {
+        let query = compile_query(r#"any where event.action == "create""#, Input::Audit).unwrap();
+        let projection = Projection::new([&query], Input::Audit);
+        let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [event(), event()]});
+        let list = list.to_string();
+        let read = projection.read_line(list.as_bytes()).unwrap();
+        assert_eq!(read.events().count(), 2);
+        assert!(read.events().all(|event| query.matches(event.projected())));
+        let mut without_id = event();
+        without_id["auditID"] = json!(7);
+        for line in [
+            "",
+            "  ",
+            "{\"kind\":",
+            "[1]",
+            r#"{"kind":"Pod"}"#,
+            &without_id.to_string(),
+        ] {
+            assert_eq!(
+                projection.read_line(line.as_bytes()).err(),
+                crate::audit::event::parse_audit_line(line.as_bytes()).err(),
+                "{line}"
+            );
+        }
     }
 }

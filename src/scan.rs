@@ -157,10 +157,16 @@ pub fn scan(
                             .iter()
                             .flatten()
                             .filter_map(|event_id| {
+                                // Ids grow with each event: `recent` is sorted by id.
+                                let earlier = || {
+                                    let at =
+                                        recent.binary_search_by_key(event_id, |(id, _, _)| *id);
+                                    at.ok().and_then(|at| recent.get(at))
+                                };
                                 current
                                     .iter()
-                                    .chain(recent.iter().rev())
                                     .find(|(id, _, _)| id == event_id)
+                                    .or_else(earlier)
                                     .map(|(_, origin, event)| (origin.clone(), event.clone()))
                             })
                             .collect();

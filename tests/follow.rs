@@ -147,6 +147,23 @@ fn appended_lines_are_read_and_a_partial_line_waits_for_its_newline() {
 }
 
 #[test]
+fn without_change_notifications_the_directory_is_polled() {
+    let log = Log::new();
+    append(&log.active(), &events(1..=2));
+    let config = FollowConfig {
+        notifications: false,
+        poll_interval: Duration::from_millis(20),
+        ..log.config(StartAt::Beginning)
+    };
+    let mut follower = Follower::open(config, log.counters.clone()).unwrap();
+    assert_eq!(read(&mut follower, 2).0, ids(1..=2));
+    append(&log.active(), &events(3..=3));
+    fs::rename(log.active(), log.path("audit.log.1")).unwrap();
+    append(&log.active(), &events(4..=4));
+    assert_eq!(read(&mut follower, 2).0, ids(3..=4));
+}
+
+#[test]
 fn start_at_end_skips_what_is_there() {
     let log = Log::new();
     append(&log.active(), &events(1..=3));

@@ -63,25 +63,125 @@ struct Actor {
     source_ip: &'static str,
 }
 
-const CONTROLLER_GROUPS: &[&str] = &["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"];
+const CONTROLLER_GROUPS: &[&str] = &[
+    "system:serviceaccounts",
+    "system:serviceaccounts:kube-system",
+    "system:authenticated",
+];
 const NODE_GROUPS: &[&str] = &["system:nodes", "system:authenticated"];
 const PEOPLE_GROUPS: &[&str] = &["developers", "system:authenticated"];
 
 /// Who sends requests, by weight: mostly controllers and nodes, some people and CI, rarely nobody at all.
 const ACTORS: &[(u32, Actor)] = &[
-    (30, Actor { username: "system:kube-controller-manager", groups: &["system:authenticated"], user_agent: "kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/8f1c2a4/leader-election", source_ip: "10.0.0.11" }),
-    (20, Actor { username: "system:serviceaccount:kube-system:replicaset-controller", groups: CONTROLLER_GROUPS, user_agent: "kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/8f1c2a4/system:serviceaccount:kube-system:replicaset-controller", source_ip: "10.0.0.11" }),
-    (15, Actor { username: "system:kube-scheduler", groups: &["system:authenticated"], user_agent: "kube-scheduler/v1.37.2 (linux/amd64) kubernetes/8f1c2a4/scheduler", source_ip: "10.0.0.11" }),
-    (25, Actor { username: "system:node:worker-1", groups: NODE_GROUPS, user_agent: "kubelet/v1.37.2 (linux/amd64) kubernetes/8f1c2a4", source_ip: "10.0.1.21" }),
-    (25, Actor { username: "system:node:worker-2", groups: NODE_GROUPS, user_agent: "kubelet/v1.37.2 (linux/amd64) kubernetes/8f1c2a4", source_ip: "10.0.1.22" }),
-    (10, Actor { username: "system:serviceaccount:monitoring:prometheus", groups: &["system:serviceaccounts", "system:serviceaccounts:monitoring", "system:authenticated"], user_agent: "prometheus/2.53.0", source_ip: "10.244.3.17" }),
-    (8, Actor { username: "system:serviceaccount:ci:deployer", groups: &["system:serviceaccounts", "system:serviceaccounts:ci", "system:authenticated"], user_agent: "helm/v3.16.1 (linux/amd64)", source_ip: "10.244.5.40" }),
-    (4, Actor { username: "alice@example.com", groups: PEOPLE_GROUPS, user_agent: "kubectl/v1.37.1 (darwin/arm64) kubernetes/4a3b2c1", source_ip: "192.168.20.14" }),
-    (4, Actor { username: "bob@example.com", groups: &["platform-admins", "system:authenticated"], user_agent: "kubectl/v1.37.1 (linux/amd64) kubernetes/4a3b2c1", source_ip: "192.168.20.31" }),
-    (1, Actor { username: "system:anonymous", groups: &["system:unauthenticated"], user_agent: "Mozilla/5.0 (X11; Linux x86_64) zgrab/0.x", source_ip: "203.0.113.77" }),
+    (
+        30,
+        Actor {
+            username: "system:kube-controller-manager",
+            groups: &["system:authenticated"],
+            user_agent: "kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/8f1c2a4/leader-election",
+            source_ip: "10.0.0.11",
+        },
+    ),
+    (
+        20,
+        Actor {
+            username: "system:serviceaccount:kube-system:replicaset-controller",
+            groups: CONTROLLER_GROUPS,
+            user_agent: "kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/8f1c2a4/system:serviceaccount:kube-system:replicaset-controller",
+            source_ip: "10.0.0.11",
+        },
+    ),
+    (
+        15,
+        Actor {
+            username: "system:kube-scheduler",
+            groups: &["system:authenticated"],
+            user_agent: "kube-scheduler/v1.37.2 (linux/amd64) kubernetes/8f1c2a4/scheduler",
+            source_ip: "10.0.0.11",
+        },
+    ),
+    (
+        25,
+        Actor {
+            username: "system:node:worker-1",
+            groups: NODE_GROUPS,
+            user_agent: "kubelet/v1.37.2 (linux/amd64) kubernetes/8f1c2a4",
+            source_ip: "10.0.1.21",
+        },
+    ),
+    (
+        25,
+        Actor {
+            username: "system:node:worker-2",
+            groups: NODE_GROUPS,
+            user_agent: "kubelet/v1.37.2 (linux/amd64) kubernetes/8f1c2a4",
+            source_ip: "10.0.1.22",
+        },
+    ),
+    (
+        10,
+        Actor {
+            username: "system:serviceaccount:monitoring:prometheus",
+            groups: &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:monitoring",
+                "system:authenticated",
+            ],
+            user_agent: "prometheus/2.53.0",
+            source_ip: "10.244.3.17",
+        },
+    ),
+    (
+        8,
+        Actor {
+            username: "system:serviceaccount:ci:deployer",
+            groups: &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:ci",
+                "system:authenticated",
+            ],
+            user_agent: "helm/v3.16.1 (linux/amd64)",
+            source_ip: "10.244.5.40",
+        },
+    ),
+    (
+        4,
+        Actor {
+            username: "alice@example.com",
+            groups: PEOPLE_GROUPS,
+            user_agent: "kubectl/v1.37.1 (darwin/arm64) kubernetes/4a3b2c1",
+            source_ip: "192.168.20.14",
+        },
+    ),
+    (
+        4,
+        Actor {
+            username: "bob@example.com",
+            groups: &["platform-admins", "system:authenticated"],
+            user_agent: "kubectl/v1.37.1 (linux/amd64) kubernetes/4a3b2c1",
+            source_ip: "192.168.20.31",
+        },
+    ),
+    (
+        1,
+        Actor {
+            username: "system:anonymous",
+            groups: &["system:unauthenticated"],
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64) zgrab/0.x",
+            source_ip: "203.0.113.77",
+        },
+    ),
 ];
 
-const NAMESPACES: &[&str] = &["default", "kube-system", "monitoring", "payments", "web", "ci", "ingress-nginx"];
+const NAMESPACES: &[&str] = &[
+    "default",
+    "kube-system",
+    "monitoring",
+    "payments",
+    "web",
+    "ci",
+    "ingress-nginx",
+];
 
 struct Resource {
     name: &'static str,
@@ -91,20 +191,132 @@ struct Resource {
 }
 
 const RESOURCES: &[(u32, Resource)] = &[
-    (20, Resource { name: "pods", group: "", version: "v1", namespaced: true }),
-    (18, Resource { name: "leases", group: "coordination.k8s.io", version: "v1", namespaced: true }),
-    (10, Resource { name: "configmaps", group: "", version: "v1", namespaced: true }),
-    (8, Resource { name: "secrets", group: "", version: "v1", namespaced: true }),
-    (8, Resource { name: "endpointslices", group: "discovery.k8s.io", version: "v1", namespaced: true }),
-    (8, Resource { name: "events", group: "", version: "v1", namespaced: true }),
-    (6, Resource { name: "nodes", group: "", version: "v1", namespaced: false }),
-    (6, Resource { name: "deployments", group: "apps", version: "v1", namespaced: true }),
-    (5, Resource { name: "replicasets", group: "apps", version: "v1", namespaced: true }),
-    (4, Resource { name: "services", group: "", version: "v1", namespaced: true }),
-    (3, Resource { name: "serviceaccounts", group: "", version: "v1", namespaced: true }),
-    (2, Resource { name: "rolebindings", group: "rbac.authorization.k8s.io", version: "v1", namespaced: true }),
-    (1, Resource { name: "clusterroles", group: "rbac.authorization.k8s.io", version: "v1", namespaced: false }),
-    (1, Resource { name: "namespaces", group: "", version: "v1", namespaced: false }),
+    (
+        20,
+        Resource {
+            name: "pods",
+            group: "",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        18,
+        Resource {
+            name: "leases",
+            group: "coordination.k8s.io",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        10,
+        Resource {
+            name: "configmaps",
+            group: "",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        8,
+        Resource {
+            name: "secrets",
+            group: "",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        8,
+        Resource {
+            name: "endpointslices",
+            group: "discovery.k8s.io",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        8,
+        Resource {
+            name: "events",
+            group: "",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        6,
+        Resource {
+            name: "nodes",
+            group: "",
+            version: "v1",
+            namespaced: false,
+        },
+    ),
+    (
+        6,
+        Resource {
+            name: "deployments",
+            group: "apps",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        5,
+        Resource {
+            name: "replicasets",
+            group: "apps",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        4,
+        Resource {
+            name: "services",
+            group: "",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        3,
+        Resource {
+            name: "serviceaccounts",
+            group: "",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        2,
+        Resource {
+            name: "rolebindings",
+            group: "rbac.authorization.k8s.io",
+            version: "v1",
+            namespaced: true,
+        },
+    ),
+    (
+        1,
+        Resource {
+            name: "clusterroles",
+            group: "rbac.authorization.k8s.io",
+            version: "v1",
+            namespaced: false,
+        },
+    ),
+    (
+        1,
+        Resource {
+            name: "namespaces",
+            group: "",
+            version: "v1",
+            namespaced: false,
+        },
+    ),
 ];
 
 const VERBS: &[(u32, &str)] = &[
@@ -134,7 +346,10 @@ pub struct AuditLogGenerator {
 
 impl AuditLogGenerator {
     pub fn new(seed: u64) -> Self {
-        AuditLogGenerator { rng: SplitMix64(seed), clock_micros: 0 }
+        AuditLogGenerator {
+            rng: SplitMix64(seed),
+            clock_micros: 0,
+        }
     }
 
     /// One audit event as a line of JSON (without the newline).
@@ -168,7 +383,11 @@ impl AuditLogGenerator {
         let resource = self.rng.weighted(RESOURCES);
         let verb = *self.rng.weighted(VERBS);
         let namespace = *self.rng.pick(NAMESPACES);
-        let name = format!("{}-{:x}", resource.name.trim_end_matches('s'), self.rng.next() & 0xfffff);
+        let name = format!(
+            "{}-{:x}",
+            resource.name.trim_end_matches('s'),
+            self.rng.next() & 0xfffff
+        );
         let mut object_ref = json!({"resource": resource.name, "apiVersion": resource.version});
         if !resource.group.is_empty() {
             object_ref["apiGroup"] = resource.group.into();
@@ -182,7 +401,9 @@ impl AuditLogGenerator {
         let level = if actor.username == "system:anonymous" {
             "Metadata"
         } else {
-            *self.rng.weighted(&[(70, "Metadata"), (20, "Request"), (10, "RequestResponse")])
+            *self
+                .rng
+                .weighted(&[(70, "Metadata"), (20, "Request"), (10, "RequestResponse")])
         };
         let forbidden = actor.username == "system:anonymous" || self.rng.chance(20);
         let mut event = self.envelope(actor, verb, level, object_ref, forbidden);
@@ -197,7 +418,14 @@ impl AuditLogGenerator {
     }
 
     /// The envelope every event shares: identity, request, decision, timestamps.
-    fn envelope(&mut self, actor: &Actor, verb: &str, level: &str, object_ref: Value, forbidden: bool) -> Value {
+    fn envelope(
+        &mut self,
+        actor: &Actor,
+        verb: &str,
+        level: &str,
+        object_ref: Value,
+        forbidden: bool,
+    ) -> Value {
         let path = request_path(&object_ref, verb);
         let stage = match verb {
             "watch" => "ResponseStarted",
@@ -277,9 +505,12 @@ impl AuditLogGenerator {
             match self.rng.below(6) {
                 0 => container["securityContext"] = json!({"privileged": true}),
                 1 => {
-                    spec["volumes"] = json!([{"name": "host", "hostPath": {"path": "/", "type": ""}}]);
+                    spec["volumes"] =
+                        json!([{"name": "host", "hostPath": {"path": "/", "type": ""}}]);
                 }
-                2 => spec["volumes"] = json!([{"name": "sock", "hostPath": {"path": "/run/containerd/containerd.sock"}}]),
+                2 => {
+                    spec["volumes"] = json!([{"name": "sock", "hostPath": {"path": "/run/containerd/containerd.sock"}}])
+                }
                 3 => spec["hostNetwork"] = true.into(),
                 4 => container["securityContext"] = json!({"capabilities": {"add": ["SYS_ADMIN"]}}),
                 _ => container["image"] = "docker.io/minerco/xmrig:6.21".into(),
@@ -305,7 +536,8 @@ impl AuditLogGenerator {
         let namespace = *self.rng.pick(NAMESPACES);
         let pod_name = format!("debug-{:x}", self.rng.next() & 0xffff);
         let reference = |resource: &str, subresource: Option<&str>, name: Option<&str>| {
-            let mut object_ref = json!({"resource": resource, "namespace": namespace, "apiVersion": "v1"});
+            let mut object_ref =
+                json!({"resource": resource, "namespace": namespace, "apiVersion": "v1"});
             if let Some(subresource) = subresource {
                 object_ref["subresource"] = subresource.into();
             }
@@ -317,18 +549,46 @@ impl AuditLogGenerator {
         match self.rng.below(8) {
             0 | 1 => {
                 let pod = self.pod_spec(&pod_name, namespace, true);
-                let mut event = self.envelope(actor, "create", "RequestResponse", reference("pods", None, None), false);
+                let mut event = self.envelope(
+                    actor,
+                    "create",
+                    "RequestResponse",
+                    reference("pods", None, None),
+                    false,
+                );
                 event["requestObject"] = pod.clone();
                 event["responseObject"] = pod;
                 event
             }
-            2 => self.envelope(actor, "create", "Metadata", reference("pods", Some("exec"), Some(&pod_name)), false),
-            3 => self.envelope(actor, "list", "Metadata", reference("secrets", None, None), self.rng.chance(500)),
-            4 => self.envelope(actor, "get", "Metadata", reference("secrets", None, Some("db-credentials")), true),
+            2 => self.envelope(
+                actor,
+                "create",
+                "Metadata",
+                reference("pods", Some("exec"), Some(&pod_name)),
+                false,
+            ),
+            3 => {
+                let forbidden = self.rng.chance(500);
+                self.envelope(
+                    actor,
+                    "list",
+                    "Metadata",
+                    reference("secrets", None, None),
+                    forbidden,
+                )
+            }
+            4 => self.envelope(
+                actor,
+                "get",
+                "Metadata",
+                reference("secrets", None, Some("db-credentials")),
+                true,
+            ),
             5 => {
                 let mut object_ref = json!({"resource": "clusterrolebindings", "apiGroup": "rbac.authorization.k8s.io", "apiVersion": "v1"});
                 object_ref["name"] = pod_name.clone().into();
-                let mut event = self.envelope(actor, "create", "RequestResponse", object_ref, false);
+                let mut event =
+                    self.envelope(actor, "create", "RequestResponse", object_ref, false);
                 event["requestObject"] = json!({
                     "kind": "ClusterRoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
                     "metadata": {"name": pod_name},
@@ -337,8 +597,20 @@ impl AuditLogGenerator {
                 });
                 event
             }
-            6 => self.envelope(actor, "create", "Metadata", reference("serviceaccounts", Some("token"), Some("default")), false),
-            _ => self.envelope(actor, "delete", "Metadata", reference("events", None, Some(&pod_name)), false),
+            6 => self.envelope(
+                actor,
+                "create",
+                "Metadata",
+                reference("serviceaccounts", Some("token"), Some("default")),
+                false,
+            ),
+            _ => self.envelope(
+                actor,
+                "delete",
+                "Metadata",
+                reference("events", None, Some(&pod_name)),
+                false,
+            ),
         }
     }
 }
@@ -347,7 +619,11 @@ impl AuditLogGenerator {
 fn request_path(object_ref: &Value, verb: &str) -> String {
     let group = object_ref["apiGroup"].as_str().unwrap_or("");
     let version = object_ref["apiVersion"].as_str().unwrap_or("v1");
-    let mut path = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    let mut path = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     if let Some(namespace) = object_ref["namespace"].as_str() {
         path.push_str("/namespaces/");
         path.push_str(namespace);

@@ -26,7 +26,7 @@
 //! line of a finished file excepted); lines longer than `max_line_bytes` are skipped and reported as gaps.
 //! Changes are noticed through inotify (`notify`), with a directory poll every `poll_interval` as a fallback.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
@@ -64,6 +64,8 @@ pub struct FollowConfig {
     pub max_line_bytes: usize,
     /// How often the directory is listed even without change notifications.
     pub poll_interval: Duration,
+    /// Wait for inotify change notifications (where the filesystem has them), not only for `poll_interval`.
+    pub notifications: bool,
 }
 
 impl FollowConfig {
@@ -76,7 +78,9 @@ impl FollowConfig {
             start_at: StartAt::End,
             checkpoint: None,
             max_line_bytes: 8 * 1024 * 1024,
-            poll_interval: Duration::from_millis(250),
+            // Also the fallback's latency: a new line is seen within this even without notifications.
+            poll_interval: Duration::from_millis(100),
+            notifications: true,
         }
     }
 }
@@ -168,13 +172,22 @@ enum Source {
 }
 
 impl Source {
-    fn open(path: &Path, compressed: bool) -> io::Result<Source> {
-        let file = File::open(path)?;
-        Ok(if compressed {
+    /// Opens a listed file, if it still is the file listed (not replaced by a rotation in between).
+    fn open_listed(candidate: &Candidate) -> io::Result<Source> {
+        let file = File::open(&candidate.path)?;
+        let metadata = file.metadata()?;
+        if (metadata.dev(), metadata.ino()) != (candidate.device, candidate.inode) {
+            return Err(io::Error::other("replaced since it was listed"));
+        }
+        Ok(Source::from_file(file, candidate.compressed))
+    }
+
+    fn from_file(file: File, compressed: bool) -> Source {
+        if compressed {
             Source::Gzip(Box::new(MultiGzDecoder::new(io::BufReader::new(file))))
         } else {
             Source::Plain(file)
-        })
+        }
     }
 
     /// Moves to `offset` of the (decompressed) content.
@@ -377,7 +390,7 @@ impl Candidate {
 /// How a newly listed file relates to the files already known.
 enum Kinship {
     /// Its content is that of a known file (a gzip or a copy of it).
-    Known,
+    Known(FileKey),
     /// Too little is written yet to tell.
     Undecided,
     New,
@@ -397,8 +410,8 @@ pub struct Follower {
     order: Vec<FileKey>,
     pending: VecDeque<FileKey>,
     current: Option<Reader>,
-    /// Device and inode of files whose content is a known file's.
-    aliases: HashSet<(u64, u64)>,
+    /// Device and inode of files whose content is a tracked file's (a gzip or copy of it), and which file.
+    aliases: HashMap<(u64, u64), FileKey>,
     /// The current file will not grow any more: once read to its end, move on.
     current_complete: bool,
     replay_until: Option<Position>,
@@ -421,7 +434,11 @@ impl Follower {
                 source: io::Error::new(io::ErrorKind::NotFound, "no such directory"),
             });
         }
-        let wakeups = watch(&directory);
+        let wakeups = if config.notifications {
+            watch(&directory)
+        } else {
+            None
+        };
         let store = config.checkpoint.clone().map(CheckpointStore::new);
         let checkpoint = match store.as_ref().map(CheckpointStore::load).transpose() {
             Ok(checkpoint) => checkpoint.flatten(),
@@ -449,7 +466,7 @@ impl Follower {
             order: Vec::new(),
             pending: VecDeque::new(),
             current: None,
-            aliases: HashSet::new(),
+            aliases: HashMap::new(),
             current_complete: false,
             replay_until: None,
             opening_gaps: Vec::new(),
@@ -688,7 +705,7 @@ impl Follower {
         for file in self.files.values_mut() {
             file.seen = false;
         }
-        let mut aliases_seen = HashSet::new();
+        let mut aliases_seen = HashMap::new();
         for candidate in listed {
             let inode = (candidate.device, candidate.inode);
             if let Some(key) = self.key_by_inode(inode) {
@@ -706,16 +723,23 @@ impl Follower {
                     file.replaced = true;
                 }
             }
-            if self.aliases.contains(&inode) {
-                aliases_seen.insert(inode);
+            if let Some(&original) = self.aliases.get(&inode) {
+                // The original stays known while a gzip of it exists, so that a restart skips the gzip too.
+                aliases_seen.insert(inode, original);
+                if let Some(file) = self.files.get_mut(&original) {
+                    file.seen = true;
+                }
                 continue;
             }
             let Ok(head) = candidate.head() else {
                 continue; // deleted since listed
             };
             match self.kinship(&head) {
-                Kinship::Known => {
-                    aliases_seen.insert(inode);
+                Kinship::Known(original) => {
+                    aliases_seen.insert(inode, original);
+                    if let Some(file) = self.files.get_mut(&original) {
+                        file.seen = true;
+                    }
                 }
                 Kinship::Undecided => {}
                 Kinship::New => self.track_pending(candidate, head),
@@ -744,14 +768,15 @@ impl Follower {
         if !file.done || (file.size, file.modified) == (candidate.size, candidate.modified) {
             return true;
         }
+        // A finished file does not change: other content means the inode was reused.
         candidate
             .head()
-            .is_ok_and(|head| head.starts_with(&file.head) || file.head.starts_with(&head))
+            .is_ok_and(|head| head.starts_with(&file.head))
     }
 
     fn kinship(&self, head: &[u8]) -> Kinship {
         let mut undecided = false;
-        for file in self.files.values() {
+        for (key, file) in &self.files {
             let common = head.len().min(file.head.len());
             if common == 0 || head[..common] != file.head[..common] {
                 continue;
@@ -759,7 +784,7 @@ impl Follower {
             // Audit lines are unique (auditID, timestamps): a shared complete line, or a full fingerprint, means
             // the same content; a shared beginning of a first line means nothing yet.
             if common == FINGERPRINT_BYTES || memchr::memchr(b'\n', &head[..common]).is_some() {
-                return Kinship::Known;
+                return Kinship::Known(*key);
             }
             undecided = true;
         }
@@ -795,8 +820,8 @@ impl Follower {
 
     fn track_pending(&mut self, candidate: Candidate, head: Vec<u8>) {
         // Opened now, so that it can be read even if it is deleted before its turn.
-        let Ok(source) = Source::open(&candidate.path, candidate.compressed) else {
-            return;
+        let Ok(source) = Source::open_listed(&candidate) else {
+            return; // gone or replaced since listed: the next listing sees what is there
         };
         let key = self.add_file(candidate, head, Some(source));
         self.pending.push_back(key);
@@ -843,18 +868,27 @@ impl Follower {
         self.pending = keys.into();
     }
 
-    /// The current file is complete when a newer file holds data (the writer moved on) or it was deleted.
+    /// The current file is complete when the writer moved on: a pending file was written since the current file's
+    /// last write, or the current file was deleted.
     fn check_complete(&mut self) {
-        let Some(reader) = &self.current else {
+        let Some(Reader {
+            source: Source::Plain(handle),
+            ..
+        }) = &self.current
+        else {
             return;
         };
-        if !self.pending.is_empty() {
-            self.current_complete = true;
+        let Ok(metadata) = handle.metadata() else {
             return;
-        }
-        if let Source::Plain(file) = &reader.source
-            && file.metadata().is_ok_and(|metadata| metadata.nlink() == 0)
-        {
+        };
+        // Pending files older than the current one (a backlog found at a restart) do not mean the writer moved on.
+        let last_write = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let written_since = self
+            .pending
+            .iter()
+            .filter_map(|key| self.files.get(key))
+            .any(|file| file.modified >= last_write);
+        if written_since || metadata.nlink() == 0 {
             self.current_complete = true;
         }
     }
@@ -913,6 +947,7 @@ impl Follower {
         let seen_size = file.size.max(reader.offset + reader.unfinished_len());
         let copy = self.list()?.into_iter().find_map(|candidate| {
             if (candidate.device, candidate.inode) == (original.device, original.inode)
+                || candidate.compressed
                 || candidate.size < reader.offset
             {
                 return None;
@@ -945,11 +980,10 @@ impl Follower {
         match copy {
             Some((copy, head)) => {
                 let copy_size = copy.size;
-                let mut source =
-                    Source::open(&copy.path, false).map_err(|source| FollowError::Io {
-                        path: copy.path.clone(),
-                        source,
-                    })?;
+                let mut source = Source::open_listed(&copy).map_err(|source| FollowError::Io {
+                    path: copy.path.clone(),
+                    source,
+                })?;
                 source
                     .skip_to(reader.offset)
                     .map_err(|source| FollowError::Io {
@@ -1045,33 +1079,31 @@ impl Follower {
             .collect();
         listed.sort_by_key(|(_, candidate, _)| (candidate.modified, candidate.path.clone()));
         let mut handled_key = None;
-        for (index, candidate, head) in listed {
-            if Some(index) == resume_index {
-                let key = self.start_at(candidate, head, resume.offset, resume.line)?;
-                if checkpoint.handled.file == resume.file {
-                    handled_key = Some(key);
-                }
-                continue;
+        // The resume file first, so that a gzip or copy of it listed earlier is recognised as one.
+        if let Some(position) = resume_index.and_then(|resume_index| {
+            listed
+                .iter()
+                .position(|(index, _, _)| *index == resume_index)
+        }) {
+            let (_, candidate, head) = listed.remove(position);
+            let key = self.start_at(candidate, head, resume.offset, resume.line)?;
+            if checkpoint.handled.file == resume.file {
+                handled_key = Some(key);
             }
+        }
+        for (_, candidate, head) in listed {
             let finished = checkpoint
                 .finished
                 .iter()
                 .any(|identity| identity.matches(candidate.device, candidate.inode, &head));
-            let is_resume_copy = resume_index.is_some()
-                && resume
-                    .file
-                    .matches(candidate.device, candidate.inode, &head);
-            if finished || is_resume_copy {
-                if is_resume_copy {
-                    self.aliases.insert((candidate.device, candidate.inode));
-                } else {
-                    self.track_done(candidate, head);
-                }
+            if finished {
+                self.track_done(candidate, head);
                 continue;
             }
-            if let Kinship::Known = self.kinship(&head) {
+            if let Kinship::Known(original) = self.kinship(&head) {
                 // A gzip or copy of a file taken in already.
-                self.aliases.insert((candidate.device, candidate.inode));
+                self.aliases
+                    .insert((candidate.device, candidate.inode), original);
                 continue;
             }
             let is_handled =
@@ -1083,6 +1115,12 @@ impl Follower {
             if is_handled && handled_key.is_none() {
                 handled_key = self.pending.back().copied();
             }
+        }
+        // Files finished before the resume file come before it in reading order (`commit` saves those).
+        if let Some(reader) = &self.current {
+            let resume_key = reader.key;
+            self.order.retain(|key| *key != resume_key);
+            self.order.push(resume_key);
         }
         self.sort_pending();
         for gap in &self.opening_gaps {
@@ -1112,8 +1150,9 @@ impl Follower {
         match self.config.start_at {
             StartAt::Beginning => {
                 for (candidate, head) in listed {
-                    if let Kinship::Known = self.kinship(&head) {
-                        self.aliases.insert((candidate.device, candidate.inode));
+                    if let Kinship::Known(original) = self.kinship(&head) {
+                        self.aliases
+                            .insert((candidate.device, candidate.inode), original);
                     } else {
                         self.track_pending(candidate, head);
                     }
@@ -1153,8 +1192,7 @@ impl Follower {
             let path = path.to_path_buf();
             move |source| FollowError::Io { path, source }
         };
-        let mut source = Source::open(&candidate.path, candidate.compressed)
-            .map_err(io_error(&candidate.path))?;
+        let mut source = Source::open_listed(&candidate).map_err(io_error(&candidate.path))?;
         source.skip_to(offset).map_err(io_error(&candidate.path))?;
         let fixed_content = candidate.compressed;
         let key = self.add_file(candidate, head, None);

@@ -36,7 +36,7 @@ pub fn read_capped_line(
             });
         }
         read_any = true;
-        let (chunk, found_newline) = match available.iter().position(|&b| b == b'\n') {
+        let (chunk, found_newline) = match memchr::memchr(b'\n', available) {
             Some(end) => (&available[..end], true),
             None => (available, false),
         };
