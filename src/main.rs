@@ -17,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 use vigil::audit::counters::IngestCounters;
 use vigil::audit::follow::{self, FollowConfig, FollowError};
 use vigil::audit::users::IgnoredUsers;
+use vigil::audit::webhook::{Webhook, WebhookConfig};
 use vigil::controller::{self, Retention};
 use vigil::crd::{DetectionRule, Language, Severity};
 use vigil::engine::{self, Input};
@@ -86,6 +87,9 @@ struct RunArgs {
     /// File holding the static bearer token the API server's webhook presents.
     #[arg(long, env = "VIGIL_WEBHOOK_TOKEN_FILE", value_name = "FILE")]
     webhook_token_file: Option<PathBuf>,
+    /// Larger webhook bodies are refused (413); the API server batches up to 400 events per request.
+    #[arg(long, env = "VIGIL_WEBHOOK_BODY_LIMIT", default_value_t = 32 * 1024 * 1024)]
+    webhook_body_limit: usize,
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "VIGIL_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     metrics_addr: String,
@@ -257,10 +261,12 @@ fn init_tracing(format: LogFormat, level: &str) -> anyhow::Result<()> {
 
 async fn run_operator(args: RunArgs) -> Result<(), Failure> {
     let usage = |message: String| Failure::Usage(anyhow::anyhow!(message));
-    let audit_log = args
-        .audit_log
-        .clone()
-        .ok_or_else(|| usage("--audit-log (or VIGIL_AUDIT_LOG) is required".to_string()))?;
+    if args.audit_log.is_none() && args.webhook_addr.is_none() {
+        return Err(usage(
+            "nothing to read: give --audit-log (VIGIL_AUDIT_LOG), --webhook-addr (VIGIL_WEBHOOK_ADDR), or both"
+                .to_string(),
+        ));
+    }
     let metrics_addr: SocketAddr = args
         .metrics_addr
         .parse()
@@ -276,6 +282,7 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
             "cannot configure a Kubernetes client (in-cluster or kubeconfig): {e}"
         ))
     })?;
+    let ignored = IgnoredUsers::new(args.ignore_user.iter().cloned());
     let config = RunConfig {
         metrics_addr,
         write_budget: args.write_budget,
@@ -283,38 +290,84 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
             max_count: args.alert_max_count as usize,
             max_age,
         },
-        ignore_users: args.ignore_user.iter().cloned().collect(),
+        ignored: ignored.clone(),
         identity: args.node_name.clone(),
         namespace: args.namespace.clone(),
         status_interval: Duration::from_secs(2),
     };
-    let mut follow = FollowConfig::new(audit_log);
-    follow.glob = args.audit_log_glob.clone();
-    follow.start_at = match args.start_at {
-        StartAt::Beginning => vigil::audit::follow::StartAt::Beginning,
-        StartAt::End => vigil::audit::follow::StartAt::End,
-    };
-    follow.checkpoint = args.checkpoint.clone();
-    follow.max_line_bytes = usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX);
 
     let counters = Arc::new(IngestCounters::default());
     let (batches, source) = operator::source_channel();
     let open = Arc::new(AtomicBool::new(false));
-    let reader = operator::spawn_file_source(follow, counters.clone(), batches, open.clone());
-    let mut reader = tokio::task::spawn_blocking(move || reader.join());
+    let (stop_webhook, webhook_stopped) = tokio::sync::watch::channel(false);
+    if let Some(addr) = &args.webhook_addr {
+        let webhook_config = WebhookConfig {
+            addr: addr
+                .parse()
+                .map_err(|e| usage(format!("--webhook-addr {addr}: {e}")))?,
+            tls_cert: args
+                .webhook_tls_cert
+                .clone()
+                .ok_or_else(|| usage("the webhook needs --webhook-tls-cert".to_string()))?,
+            tls_key: args
+                .webhook_tls_key
+                .clone()
+                .ok_or_else(|| usage("the webhook needs --webhook-tls-key".to_string()))?,
+            client_ca: args.webhook_client_ca.clone(),
+            token_file: args.webhook_token_file.clone(),
+            body_limit: args.webhook_body_limit,
+        };
+        let (posted, received) = tokio::sync::mpsc::channel(operator::WEBHOOK_QUEUE);
+        let webhook = Webhook::bind(webhook_config, posted, ignored, counters.clone())
+            .await
+            .map_err(|e| usage(e.to_string()))?;
+        tokio::spawn(operator::forward_webhook_batches(received, batches.clone()));
+        let mut stopped = webhook_stopped.clone();
+        tokio::spawn(webhook.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+        open.store(
+            args.audit_log.is_none(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    let mut reader = match args.audit_log.clone() {
+        Some(path) => {
+            let mut follow = FollowConfig::new(path);
+            follow.glob = args.audit_log_glob.clone();
+            follow.start_at = match args.start_at {
+                StartAt::Beginning => vigil::audit::follow::StartAt::Beginning,
+                StartAt::End => vigil::audit::follow::StartAt::End,
+            };
+            follow.checkpoint = args.checkpoint.clone();
+            follow.max_line_bytes = usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX);
+            let reader =
+                operator::spawn_file_source(follow, counters.clone(), batches, open.clone());
+            Some(tokio::task::spawn_blocking(move || reader.join()))
+        }
+        None => {
+            drop(batches);
+            None
+        }
+    };
     let mut reader_result = None;
     let stop = async {
-        tokio::select! {
-            () = shutdown_signal() => tracing::info!("signal received"),
-            joined = &mut reader => reader_result = Some(joined),
+        match reader.as_mut() {
+            Some(reader) => tokio::select! {
+                () = shutdown_signal() => tracing::info!("signal received"),
+                joined = reader => reader_result = Some(joined),
+            },
+            None => shutdown_signal().await,
         }
     };
     operator::run(client, config, source, open, counters, stop)
         .await
         .map_err(|e| Failure::Usage(e.into()))?;
-    let joined = match reader_result {
-        Some(joined) => joined,
-        None => reader.await,
+    let _ = stop_webhook.send(true);
+    let joined = match (reader_result, reader) {
+        (Some(joined), _) => joined,
+        (None, Some(reader)) => reader.await,
+        (None, None) => return Ok(()),
     };
     match joined {
         Ok(Ok(Ok(()))) => Ok(()),

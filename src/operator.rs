@@ -3,7 +3,7 @@
 //! the source, which only then advances its checkpoint. When the API server is slow the channels fill, reading
 //! pauses and the checkpoint waits: the log on disk is the buffer.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,7 @@ use crate::alert::{self, writer::AlertWriter, writer::PendingAlert};
 use crate::audit::counters::{GapKind, IngestCounters};
 use crate::audit::event::parse_audit_line;
 use crate::audit::follow::{FollowConfig, FollowError, Follower, Position};
+use crate::audit::users::IgnoredUsers;
 use crate::controller::{self, ActiveRule, Retention, RuleBook};
 use crate::crd::{AlertEvent, DetectionAlert};
 use crate::eql::{QueryKind, Streamer};
@@ -46,6 +47,8 @@ pub type Acknowledge = Box<dyn FnOnce(Option<Position>) + Send>;
 pub struct SourceEvent {
     pub event: Value,
     pub start: Option<Position>,
+    /// Read again after a restart to rebuild open sequences: its alerts were written before.
+    pub replayed: bool,
 }
 
 /// Audit events read by a source, in order, with what to call once they are handled.
@@ -73,7 +76,7 @@ pub struct RunConfig {
     pub write_budget: u32,
     pub retention: Retention,
     /// Events of these users are dropped before the engine (vigil's own service account).
-    pub ignore_users: HashSet<String>,
+    pub ignored: IgnoredUsers,
     /// Identity in the Lease and in Events (the pod or node name).
     pub identity: String,
     /// Namespace of the Lease.
@@ -210,7 +213,7 @@ pub async fn run(
     tokio::spawn(export_checkpoint_age(last_ack.clone(), metrics.clone()));
     let writer_task = tokio::spawn(write_alerts(writer, writer_receiver, last_ack));
 
-    let mut engine = EngineTask::new(metrics, config.ignore_users);
+    let mut engine = EngineTask::new(metrics, config.ignored);
     tokio::pin!(shutdown);
     loop {
         ready.store(source_open.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -220,8 +223,12 @@ pub async fn run(
                 let Some(batch) = batch else { break };
                 let rules = book.borrow_and_update().clone();
                 engine.update_rules(&rules);
-                for SourceEvent { event, start } in &batch.events {
-                    for pending in engine.observe(event, *start) {
+                for SourceEvent { event, start, replayed } in &batch.events {
+                    let pending = engine.observe(event, *start);
+                    if *replayed {
+                        continue;
+                    }
+                    for pending in pending {
                         if writer_sender.send(WriterItem::Alert(pending)).await.is_err() {
                             return Ok(());
                         }
@@ -307,7 +314,7 @@ async fn write_alerts(
 /// The engine side of the pipeline: every rule's state, and from matches to pending alerts.
 struct EngineTask {
     metrics: Metrics,
-    ignore_users: HashSet<String>,
+    ignored: IgnoredUsers,
     /// Per rule: its compiled form and, for stateful queries, its stream state.
     rules: BTreeMap<String, (Arc<ActiveRule>, Streamer)>,
     keeps_recent: bool,
@@ -317,10 +324,10 @@ struct EngineTask {
 }
 
 impl EngineTask {
-    fn new(metrics: Metrics, ignore_users: HashSet<String>) -> Self {
+    fn new(metrics: Metrics, ignored: IgnoredUsers) -> Self {
         EngineTask {
             metrics,
-            ignore_users,
+            ignored,
             rules: BTreeMap::new(),
             keeps_recent: false,
             recent: VecDeque::new(),
@@ -371,9 +378,7 @@ impl EngineTask {
 
     fn observe(&mut self, event: &Value, start: Option<Position>) -> Vec<PendingAlert> {
         self.metrics.events_read.inc();
-        if let Some(user) = event.pointer("/user/username").and_then(Value::as_str)
-            && self.ignore_users.contains(user)
-        {
+        if self.ignored.ignores(event) {
             return Vec::new();
         }
         let stage_time = event
@@ -482,6 +487,7 @@ pub fn spawn_file_source(
                     Ok(parsed) => events.extend(parsed.into_iter().map(|event| SourceEvent {
                         event,
                         start: Some(line.start),
+                        replayed: line.replayed,
                     })),
                     Err(reason) => {
                         let source = follower
@@ -525,6 +531,33 @@ async fn export_checkpoint_age(
             metrics
                 .checkpoint_age_seconds
                 .set(at.elapsed().as_secs() as i64);
+        }
+    }
+}
+
+/// Batches the webhook may hold before it answers 503 (the API server retries them).
+pub const WEBHOOK_QUEUE: usize = 8;
+
+/// Hands what the audit webhook received to the pipeline. The webhook cannot replay: nothing to acknowledge.
+pub async fn forward_webhook_batches(
+    mut received: mpsc::Receiver<Vec<Value>>,
+    batches: mpsc::Sender<SourceBatch>,
+) {
+    while let Some(events) = received.recv().await {
+        let events = events
+            .into_iter()
+            .map(|event| SourceEvent {
+                event,
+                start: None,
+                replayed: false,
+            })
+            .collect();
+        if batches
+            .send(SourceBatch { events, ack: None })
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }
