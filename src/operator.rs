@@ -14,8 +14,9 @@ use std::pin::Pin;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event as KubeEventRecord, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -28,7 +29,7 @@ use tracing::{info, warn};
 use crate::alert::{self, writer::AlertWriter, writer::PendingAlert};
 use crate::audit::counters::{GapKind, IngestCounters};
 use crate::audit::event::parse_audit_line;
-use crate::audit::follow::{FollowConfig, FollowError, Follower, Position};
+use crate::audit::follow::{FollowConfig, FollowError, Follower, Gap, Position};
 use crate::audit::users::IgnoredUsers;
 use crate::controller::{self, ActiveRule, Retention, RuleBook};
 use crate::crd::{AlertEvent, DetectionAlert};
@@ -54,6 +55,8 @@ pub struct SourceEvent {
 /// Audit events read by a source, in order, with what to call once they are handled.
 pub struct SourceBatch {
     pub events: Vec<SourceEvent>,
+    /// Losses the source found (also counted and logged there); each becomes a Kubernetes Event.
+    pub gaps: Vec<Gap>,
     pub ack: Option<Acknowledge>,
 }
 
@@ -90,6 +93,9 @@ enum WriterItem {
     Alert(PendingAlert),
     Ack(Ack),
 }
+
+/// The Lease electing the one pod that writes rule status.
+const LEASE_NAME: &str = "vigil-status-writer";
 
 /// Events kept for sequence matches that name earlier events.
 const RECENT_EVENTS_KEPT: usize = 20_000;
@@ -154,7 +160,7 @@ pub async fn run(
     if existing_alerts.wait_until_ready().await.is_err() {
         return Ok(());
     }
-    let lease = LeaseManagerBuilder::new(client.clone(), "vigil-status-writer")
+    let lease = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)
         .with_duration(15)
@@ -202,6 +208,7 @@ pub async fn run(
             instance: Some(config.identity.clone()),
         },
     );
+    let gap_recorder = recorder.clone();
     let writer = AlertWriter::new(
         client,
         recorder,
@@ -221,6 +228,9 @@ pub async fn run(
             () = &mut shutdown => break,
             batch = source.recv() => {
                 let Some(batch) = batch else { break };
+                for gap in &batch.gaps {
+                    publish_gap(&gap_recorder, &config.namespace, gap).await;
+                }
                 let rules = book.borrow_and_update().clone();
                 engine.update_rules(&rules);
                 for SourceEvent { event, start, replayed } in &batch.events {
@@ -475,12 +485,12 @@ pub fn spawn_file_source(
                 follower.commit(resume, handled)?;
             }
             let batch = follower.next_batch(SOURCE_POLL)?;
-            let Some(end) = batch.end() else {
+            if batch.is_empty() {
                 if batches.is_closed() {
                     return Ok(());
                 }
                 continue;
-            };
+            }
             let mut events = Vec::with_capacity(batch.lines().len());
             for (line, bytes) in batch.lines() {
                 match parse_audit_line(bytes) {
@@ -498,14 +508,17 @@ pub fn spawn_file_source(
                     }
                 }
             }
-            let acked_sender = acked_sender.clone();
-            let ack: Acknowledge = Box::new(move |resume| {
-                let _ = acked_sender.send((resume.unwrap_or(end), end));
+            let ack = batch.end().map(|end| {
+                let acked_sender = acked_sender.clone();
+                Box::new(move |resume: Option<Position>| {
+                    let _ = acked_sender.send((resume.unwrap_or(end), end));
+                }) as Acknowledge
             });
             if batches
                 .blocking_send(SourceBatch {
                     events,
-                    ack: Some(ack),
+                    gaps: batch.gaps.clone(),
+                    ack,
                 })
                 .is_err()
             {
@@ -535,6 +548,37 @@ async fn export_checkpoint_age(
     }
 }
 
+/// A Warning Event for audit events lost before they could be read, regarding the Lease of vigil's pods (in
+/// their namespace: `kubectl get events -n <vigil's namespace>` shows it).
+async fn publish_gap(recorder: &Recorder, namespace: &str, gap: &Gap) {
+    let amount = gap.bytes.map_or_else(
+        || "an unknown amount".to_string(),
+        |bytes| format!("{bytes} bytes"),
+    );
+    let event = KubeEventRecord {
+        type_: EventType::Warning,
+        reason: "AuditEventsLost".to_string(),
+        note: Some(format!(
+            "{amount} of {} from offset {} were never read ({}): audit events there were not evaluated",
+            gap.path.display(),
+            gap.offset,
+            gap.kind.as_str()
+        )),
+        action: "ReadAuditLog".to_string(),
+        secondary: None,
+    };
+    let lease = ObjectReference {
+        api_version: Some("coordination.k8s.io/v1".to_string()),
+        kind: Some("Lease".to_string()),
+        name: Some(LEASE_NAME.to_string()),
+        namespace: Some(namespace.to_string()),
+        ..ObjectReference::default()
+    };
+    if let Err(error) = recorder.publish(&event, &lease).await {
+        warn!(%error, "publishing the Event for an audit gap failed");
+    }
+}
+
 /// Batches the webhook may hold before it answers 503 (the API server retries them).
 pub const WEBHOOK_QUEUE: usize = 8;
 
@@ -553,7 +597,11 @@ pub async fn forward_webhook_batches(
             })
             .collect();
         if batches
-            .send(SourceBatch { events, ack: None })
+            .send(SourceBatch {
+                events,
+                gaps: Vec::new(),
+                ack: None,
+            })
             .await
             .is_err()
         {

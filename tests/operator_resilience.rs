@@ -377,3 +377,68 @@ async fn an_open_sequence_survives_a_sigkill() {
         "the sequence opened before the kill completed after it"
     );
 }
+
+#[tokio::test]
+async fn lost_audit_lines_become_a_warning_event() {
+    let cp = ControlPlane::start().await;
+    apply_default_rule(&cp).await;
+    let log = cp.dir().join("audit.log");
+    append_lines(&log, &requests(0, 3));
+    let vigil = VigilRun::start(&cp, "node-1", &[&follow(&log)]).await;
+    wait_for_total(&cp, 3, Duration::from_secs(30)).await;
+    // copytruncate gone wrong: the file is emptied before vigil read what was appended just before.
+    append_lines(&log, &requests(10, 50));
+    std::fs::File::create(&log).unwrap();
+    append_lines(&log, &requests(100, 1));
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(cp.admin_client().await.unwrap(), "default");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lost = loop {
+        let listed = events.list(&ListParams::default()).await.unwrap().items;
+        if let Some(event) = listed
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("AuditEventsLost"))
+        {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no AuditEventsLost Event\n{}",
+            vigil.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(lost.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        lost.regarding.and_then(|r| r.kind).as_deref(),
+        Some("Lease")
+    );
+    assert!(lost.note.unwrap_or_default().contains("truncated"));
+}
+
+#[tokio::test]
+async fn retention_removes_the_oldest_alerts_first() {
+    let cp = ControlPlane::start().await;
+    apply_default_rule(&cp).await;
+    let log = cp.dir().join("audit.log");
+    let _vigil = VigilRun::start(&cp, "node-1", &[&follow(&log), "--alert-max-count=3"]).await;
+    for n in 0..5 {
+        append_lines(&log, &requests(n, 1));
+        // Creation timestamps have a resolution of one second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = alerts(&cp).await;
+        let mut pods: Vec<String> = listed
+            .iter()
+            .filter_map(|a| a.spec.events[0].object_ref.as_ref()?.name.clone())
+            .collect();
+        pods.sort();
+        if pods == ["evil-2", "evil-3", "evil-4"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alerts left: {pods:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
