@@ -36,6 +36,7 @@ use crate::crd::{AlertEvent, DetectionAlert};
 use crate::eql::{QueryKind, Streamer};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::server::{self, ServerState};
+use kube::runtime::reflector::Store;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -70,8 +71,6 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot set up the Lease for rule status: {0}")]
-    Lease(#[from] kube_lease_manager::LeaseManagerError),
 }
 
 pub struct RunConfig {
@@ -96,6 +95,8 @@ enum WriterItem {
 
 /// The Lease electing the one pod that writes rule status.
 const LEASE_NAME: &str = "vigil-status-writer";
+
+const LEASE_RETRY: Duration = Duration::from_secs(2);
 
 /// Events kept for sequence matches that name earlier events.
 const RECENT_EVENTS_KEPT: usize = 20_000;
@@ -160,39 +161,18 @@ pub async fn run(
     if existing_alerts.wait_until_ready().await.is_err() {
         return Ok(());
     }
-    let lease = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await?;
-    let (mut leader, _lease_task) = lease.watch().await;
-    {
-        let client = client.clone();
-        let book = book.clone();
-        let metrics = metrics.clone();
-        let alerts = existing_alerts.clone();
-        let retention = config.retention;
-        let interval = config.status_interval;
-        tokio::spawn(async move {
-            loop {
-                if !*leader.borrow_and_update() {
-                    if leader.changed().await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                info!("holding the Lease: writing rule status");
-                tokio::select! {
-                    () = controller::lead(
-                        client.clone(), book.clone(), alerts.clone(), metrics.clone(), retention, interval,
-                    ) => {}
-                    _ = leader.wait_for(|is_leader| !*is_leader) => info!("lost the Lease"),
-                }
-            }
-        });
-    }
+    tokio::spawn(write_status_while_leading(
+        client.clone(),
+        StatusWriting {
+            namespace: config.namespace.clone(),
+            identity: config.identity.clone(),
+            rule_book: book.clone(),
+            alerts: existing_alerts.clone(),
+            metrics: metrics.clone(),
+            retention: config.retention,
+            interval: config.status_interval,
+        },
+    ));
 
     // Rules first: evaluating before the initial list is read would miss matches.
     while !book.borrow_and_update().synced {
@@ -545,6 +525,72 @@ async fn export_checkpoint_age(
                 .checkpoint_age_seconds
                 .set(at.elapsed().as_secs() as i64);
         }
+    }
+}
+
+/// What the pod holding the Lease needs to write rule status.
+struct StatusWriting {
+    namespace: String,
+    identity: String,
+    rule_book: watch::Receiver<Arc<RuleBook>>,
+    alerts: Store<DetectionAlert>,
+    metrics: Metrics,
+    retention: Retention,
+    interval: Duration,
+}
+
+/// Competes for the Lease, and writes rule status while holding it. The lease manager gives up when the API server
+/// is away for long; it is then started again, so status writing resumes once the API server is back.
+async fn write_status_while_leading(client: Client, status: StatusWriting) {
+    loop {
+        let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+            .with_namespace(&status.namespace)
+            .with_identity(&status.identity)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await;
+        let manager = match manager {
+            Ok(manager) => manager,
+            Err(error) => {
+                status.metrics.api_error("lease");
+                warn!(%error, "cannot take part in the status Lease; retrying");
+                tokio::time::sleep(LEASE_RETRY).await;
+                continue;
+            }
+        };
+        let (mut leader, task) = manager.watch().await;
+        loop {
+            if !*leader.borrow_and_update() {
+                if leader.changed().await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            info!("holding the Lease: writing rule status");
+            let lead = controller::lead(
+                client.clone(),
+                status.rule_book.clone(),
+                status.alerts.clone(),
+                status.metrics.clone(),
+                status.retention,
+                status.interval,
+            );
+            tokio::select! {
+                () = lead => {}
+                lost = leader.wait_for(|is_leader| !*is_leader) => {
+                    info!("lost the Lease");
+                    if lost.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Ok(Err(error)) = task.await {
+            status.metrics.api_error("lease");
+            warn!(%error, "the status Lease manager stopped; starting it again");
+        }
+        tokio::time::sleep(LEASE_RETRY).await;
     }
 }
 
