@@ -121,7 +121,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
-    let ready = Arc::new(AtomicBool::new(false));
+    let rules_loaded = Arc::new(AtomicBool::new(false));
     tokio::spawn(export_ingest_counters(counters, metrics.clone()));
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
@@ -131,7 +131,8 @@ pub async fn run(
         })?;
     let router = server::router(ServerState {
         registry: Arc::new(registry),
-        ready: ready.clone(),
+        rules_loaded: rules_loaded.clone(),
+        source_open,
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
@@ -180,6 +181,7 @@ pub async fn run(
             return Ok(());
         }
     }
+    rules_loaded.store(true, Ordering::Relaxed);
     let (writer_sender, writer_receiver) = mpsc::channel(WRITER_QUEUE);
     let recorder = Recorder::new(
         client.clone(),
@@ -203,7 +205,6 @@ pub async fn run(
     let mut engine = EngineTask::new(metrics, config.ignored);
     tokio::pin!(shutdown);
     loop {
-        ready.store(source_open.load(Ordering::Relaxed), Ordering::Relaxed);
         tokio::select! {
             () = &mut shutdown => break,
             batch = source.recv() => {

@@ -14,7 +14,10 @@ use prometheus_client::registry::Registry;
 #[derive(Clone)]
 pub struct ServerState {
     pub registry: Arc<Registry>,
-    pub ready: Arc<AtomicBool>,
+    /// The initial list of rules has been compiled.
+    pub rules_loaded: Arc<AtomicBool>,
+    /// The audit source (log file or webhook listener) is open.
+    pub source_open: Arc<AtomicBool>,
 }
 
 pub fn router(state: ServerState) -> Router {
@@ -45,7 +48,7 @@ async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<ServerState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Relaxed) {
+    if state.rules_loaded.load(Ordering::Relaxed) && state.source_open.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok")
     } else {
         (

@@ -21,7 +21,7 @@ fn text(bytes: &[u8]) -> String {
 async fn an_anonymous_pod_create_becomes_one_alert_an_event_and_a_match_count() {
     let cp = ControlPlane::start().await;
     allow_anonymous_pod_create(&cp).await;
-    let _vigil = VigilRun::start(&cp, "node-1", &[]).await;
+    let vigil = VigilRun::start(&cp, "node-1", &[]).await;
     let applied = cp.kubectl(&[
         "apply",
         "-f",
@@ -30,6 +30,29 @@ async fn an_anonymous_pod_create_becomes_one_alert_an_event_and_a_match_count() 
     assert!(applied.status.success(), "{}", text(&applied.stderr));
 
     let alert = anonymous_pod_create_story(&cp).await;
+    let get = |path: &str| {
+        let url = vigil.metrics_url().replace("/metrics", path);
+        text(
+            &std::process::Command::new("curl")
+                .args(["-s", &url])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+    };
+    assert_eq!(get("/healthz"), "ok");
+    assert_eq!(get("/readyz"), "ok");
+    let metrics = get("/metrics");
+    for expected in [
+        r#"vigil_alerts_written_total{rule="anonymous-pod-write"} 1"#,
+        r#"vigil_rule_matches_total{rule="anonymous-pod-write"} 2"#, // both stages of the request
+        "vigil_invalid_rules 0",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from\n{metrics}"
+        );
+    }
     assert_eq!(
         alert.labels().get("vigil.dev/rule").map(String::as_str),
         Some("anonymous-pod-write")
@@ -102,7 +125,7 @@ async fn an_anonymous_pod_create_becomes_one_alert_an_event_and_a_match_count() 
 #[tokio::test]
 async fn an_invalid_rule_says_why_until_it_is_fixed() {
     let cp = ControlPlane::start().await;
-    let _vigil = VigilRun::start(&cp, "node-1", &[]).await;
+    let vigil = VigilRun::start(&cp, "node-1", &[]).await;
     let rules: Api<DetectionRule> = Api::all(cp.admin_client().await.unwrap());
     let manifest = cp.dir().join("rule.yaml");
     let write_rule = |query: &str| {
