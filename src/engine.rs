@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::ecs::{self, RawSource};
 use crate::eql::{
-    self, CompileOptions, CompiledQuery, FieldAccess, FieldMapper, PlainFields, QueryKind, Streamer,
+    self, CompileOptions, CompiledQuery, FieldAccess, FieldMapper, FieldReader, PlainFields,
+    QueryKind, Streamer,
 };
 
 /// What the documents handed to the engine are.
@@ -77,9 +78,169 @@ pub struct Match {
     pub events: Vec<Option<u64>>,
 }
 
+/// At most this many conditions per rule are checked before evaluating it: more would read more fields per event
+/// than they save.
+const CONDITIONS_PER_RULE: usize = 2;
+
+/// Tells, from a few fields read once per event, which rules cannot match it, so that they are not evaluated. Only
+/// plain event rules (no sequence, no pipes) are ever skipped, and only when a condition of their top-level `and`
+/// chain (`f == "x"`, `f in (…)`, `f in~ (…)`, see [`CompiledQuery::required_values`]) is false for the event.
+pub struct Prefilter {
+    fields: Vec<IndexedField>,
+    /// The conditions (indexes into `holds`) each rule needs; empty for rules always evaluated.
+    rule_conditions: Vec<Vec<usize>>,
+    /// Which conditions the last observed event meets.
+    holds: Vec<bool>,
+}
+
+/// One field read per event, with the conditions on it by the string value that makes them hold.
+struct IndexedField {
+    field: FieldReader,
+    exact: ValueIndex,
+    /// Keys folded with `eql::fold_case`, for case-insensitive conditions.
+    folded: ValueIndex,
+    /// Every condition on the field: all may hold when the field has a non-string value.
+    conditions: Vec<usize>,
+}
+
+impl Prefilter {
+    pub fn new<'a>(queries: impl IntoIterator<Item = &'a CompiledQuery>) -> Self {
+        let required: Vec<Vec<eql::RequiredValues>> = queries
+            .into_iter()
+            .map(|query| {
+                if query.kind() == QueryKind::Event && !query.has_pipes() {
+                    query.required_values()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        // Prefer the fields most rules test, so that few fields are read per event.
+        let mut distinct: Vec<(&FieldReader, usize)> = Vec::new();
+        for condition in required.iter().flatten() {
+            match distinct
+                .iter_mut()
+                .find(|(f, _)| f.same_as(&condition.field))
+            {
+                Some((_, rules)) => *rules += 1,
+                None => distinct.push((&condition.field, 1)),
+            }
+        }
+        let shared = |field: &FieldReader| {
+            distinct
+                .iter()
+                .find(|(f, _)| f.same_as(field))
+                .map_or(0, |(_, rules)| *rules)
+        };
+        let mut prefilter = Prefilter {
+            fields: Vec::new(),
+            rule_conditions: Vec::new(),
+            holds: Vec::new(),
+        };
+        for conditions in &required {
+            let mut chosen: Vec<&eql::RequiredValues> = conditions.iter().collect();
+            chosen.sort_by_key(|condition| std::cmp::Reverse(shared(&condition.field)));
+            chosen.truncate(CONDITIONS_PER_RULE);
+            let ids = chosen
+                .into_iter()
+                .map(|condition| prefilter.add(condition))
+                .collect();
+            prefilter.rule_conditions.push(ids);
+        }
+        prefilter
+    }
+
+    fn add(&mut self, condition: &eql::RequiredValues) -> usize {
+        let id = self.holds.len();
+        self.holds.push(false);
+        let index = match self
+            .fields
+            .iter()
+            .position(|indexed| indexed.field.same_as(&condition.field))
+        {
+            Some(index) => index,
+            None => {
+                self.fields.push(IndexedField {
+                    field: condition.field.clone(),
+                    exact: ValueIndex::default(),
+                    folded: ValueIndex::default(),
+                    conditions: Vec::new(),
+                });
+                self.fields.len() - 1
+            }
+        };
+        let indexed = &mut self.fields[index];
+        indexed.conditions.push(id);
+        let by_value = if condition.case_insensitive {
+            &mut indexed.folded
+        } else {
+            &mut indexed.exact
+        };
+        for value in &condition.values {
+            by_value.insert(value, id);
+        }
+        id
+    }
+
+    /// Reads the indexed fields of `event`; [`may_match`](Self::may_match) then answers for it.
+    pub fn observe(&mut self, event: &Value) {
+        self.holds.fill(false);
+        let holds = &mut self.holds;
+        for indexed in &self.fields {
+            indexed.field.any_value(event, |leaf| {
+                let Some(text) = leaf.as_str() else {
+                    indexed.conditions.iter().for_each(|id| holds[*id] = true);
+                    return false;
+                };
+                let exact = indexed.exact.get(text);
+                let folded = match indexed.folded.is_empty() {
+                    true => None,
+                    false => indexed.folded.get(eql::fold_case(text).as_ref()),
+                };
+                for id in exact.into_iter().chain(folded).flatten() {
+                    holds[*id] = true;
+                }
+                false
+            });
+        }
+    }
+
+    /// Whether rule `index` may match the last observed event.
+    pub fn may_match(&self, index: usize) -> bool {
+        self.rule_conditions
+            .get(index)
+            .is_none_or(|conditions| conditions.iter().all(|id| self.holds[*id]))
+    }
+}
+
+/// Conditions by value, sorted: a few dozen short strings, searched faster than hashed.
+#[derive(Default)]
+struct ValueIndex(Vec<(String, Vec<usize>)>);
+
+impl ValueIndex {
+    fn insert(&mut self, value: &str, condition: usize) {
+        match self.0.binary_search_by(|(key, _)| key.as_str().cmp(value)) {
+            Ok(at) => self.0[at].1.push(condition),
+            Err(at) => self.0.insert(at, (value.to_owned(), vec![condition])),
+        }
+    }
+
+    fn get(&self, value: &str) -> Option<&Vec<usize>> {
+        self.0
+            .binary_search_by(|(key, _)| key.as_str().cmp(value))
+            .ok()
+            .map(|at| &self.0[at].1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Feeds events, in arrival order, to every rule; owns the sequence state.
 pub struct Detector {
     rules: Vec<(Rule, Streamer)>,
+    prefilter: Prefilter,
 }
 
 impl Detector {
@@ -91,8 +252,9 @@ impl Detector {
                 Ok(streamer) => Ok((rule, streamer)),
                 Err(error) => Err((rule.name.clone(), error)),
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Detector { rules })
+            .collect::<Result<Vec<_>, _>>()?;
+        let prefilter = Prefilter::new(rules.iter().map(|(rule, _)| &rule.query));
+        Ok(Detector { rules, prefilter })
     }
 
     pub fn rule(&self, index: usize) -> &Rule {
@@ -111,10 +273,11 @@ impl Detector {
     /// Evaluates one event against every rule.
     pub fn observe(&mut self, id: u64, event: &Value) -> Vec<Match> {
         let mut matches = Vec::new();
+        self.prefilter.observe(event);
         for (index, (rule, streamer)) in self.rules.iter_mut().enumerate() {
             if rule.query.kind() == QueryKind::Event && !rule.query.has_pipes() {
                 // The common case needs no state: a plain filter.
-                if rule.query.matches(event) {
+                if self.prefilter.may_match(index) && rule.query.matches(event) {
                     matches.push(Match {
                         rule: index,
                         events: vec![Some(id)],

@@ -350,3 +350,70 @@ fn projected_lines_give_the_same_matches_as_whole_events() {
         "only {rules_matched} rules matched the generated log"
     );
 }
+
+/// The detector skips rules whose `f == "x"` / `f in (…)` condition an event fails without evaluating them: it must
+/// find exactly what evaluating every rule on every event finds, through values that compare in unusual ways.
+#[test]
+fn rule_prefilter_finds_the_same_matches_as_evaluating_every_rule() {
+    let mut queries: Vec<CompiledQuery> = example_rules().iter().map(compiled).collect();
+    queries.push(compiled(&vigil::rules::default_rule().unwrap()));
+    for query in [
+        r#"any where kubernetes.audit.verb in~ ("CREATE", "Patch") and kubernetes.audit.objectRef.resource == "pods""#,
+        r#"any where event.action in ("get", "list") and kubernetes.audit.objectRef.resource in~ ("SECRETS", "configmaps")"#,
+        r#"any where kubernetes.audit.responseStatus.code == "403""#,
+        r#"any where kubernetes.audit.responseStatus.code in ("404", 409) and event.action == "get""#,
+        r#"any where source.ip in ("10.0.0.1", "192.168.1.1") or user.name == "alice""#,
+        r#"any where not kubernetes.audit.objectRef.resource == "pods" and event.action == "delete""#,
+    ] {
+        queries.push(engine::compile_query(query, Input::Audit).unwrap());
+    }
+    let mut generator = AuditLogGenerator::new(11);
+    let events: Vec<Value> = (0..20_000)
+        .map(|index| {
+            let mut event = generator.event();
+            // Case, multi-values, non-string values and dotted keys in the fields the prefilter reads.
+            match index % 40 {
+                3 => event["verb"] = "CREATE".into(),
+                5 => event["objectRef"]["resource"] = json!(["configmaps", "pods"]),
+                7 => event["objectRef"]["resource"] = json!(1),
+                9 => event["objectRef"]["resource"] = "Secrets".into(),
+                13 => event["objectRef.resource"] = "pods".into(),
+                17 => event["verb"] = json!(""),
+                _ => {}
+            }
+            event
+        })
+        .collect();
+    let rules = queries
+        .iter()
+        .enumerate()
+        .map(|(index, query)| Rule {
+            name: index.to_string().into(),
+            query: query.clone(),
+        })
+        .collect();
+    let mut detector = Detector::new(rules).unwrap();
+    let mut streamers: Vec<_> = queries
+        .iter()
+        .map(|query| query.streamer().unwrap())
+        .collect();
+    let (mut found, mut expected) = (Vec::new(), Vec::new());
+    for (id, event) in events.iter().enumerate() {
+        let id = id as u64;
+        found.extend(detector.observe(id, event));
+        for (rule, streamer) in streamers.iter_mut().enumerate() {
+            expected.extend(streamer.push(id, event).into_iter().map(|hit| Match {
+                rule,
+                events: hit.events,
+            }));
+        }
+    }
+    assert_eq!(found, expected);
+    let rules_matched = (0..queries.len())
+        .filter(|rule| expected.iter().any(|m| m.rule == *rule))
+        .count();
+    assert!(
+        rules_matched >= 15,
+        "only {rules_matched} rules matched the generated events"
+    );
+}

@@ -43,6 +43,19 @@ impl Predicate {
             Predicate::Script(script) => script.eval(doc).is_true(),
         }
     }
+
+    /// Adds the `field in (strings)` tests of the top-level AND chain: conditions every matching document meets.
+    pub fn required_values(&self, out: &mut Vec<(ResolvedField, Vec<String>, bool)>) {
+        match self {
+            Predicate::And(parts) => parts.iter().for_each(|part| part.required_values(out)),
+            Predicate::Leaf(field, test) => {
+                if let Some((values, case_insensitive)) = test.required_strings() {
+                    out.push((field.clone(), values, case_insensitive));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +93,30 @@ impl LeafTest {
             },
             LeafTest::Cidr(cidrs) => leaf.as_str().is_some_and(|s| cidr_match(cidrs, s)),
         }
+    }
+}
+
+impl LeafTest {
+    /// For tests that a string leaf passes only by being one of a few strings (folded with [`fold_case`] when
+    /// case-insensitive): those strings. Non-string leaves may still pass them (`1 == "1"`).
+    fn required_strings(&self) -> Option<(Vec<String>, bool)> {
+        match self {
+            LeafTest::Equals(Value::Str(expected)) => Some((vec![expected.to_string()], false)),
+            LeafTest::Terms(terms) if terms.others.is_empty() => Some((
+                terms.strings.iter().cloned().collect(),
+                terms.case_insensitive,
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// How `in~` compares strings: lowercased, without allocating for the usual already-lowercase value.
+pub fn fold_case(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_uppercase) {
+        Cow::Owned(s.to_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -129,8 +166,8 @@ impl TermSet {
     fn contains(&self, leaf: &Json) -> bool {
         let value = Value::from_json(leaf);
         if let Value::Str(s) = &value {
-            let key = if self.case_insensitive && s.chars().any(char::is_uppercase) {
-                Cow::Owned(s.to_lowercase())
+            let key = if self.case_insensitive {
+                fold_case(s)
             } else {
                 Cow::Borrowed(s.as_ref())
             };

@@ -106,6 +106,22 @@ impl ResolvedField {
         }
     }
 
+    /// Whether both read the same values from any document (computed fields only if they share the function).
+    pub fn same_as(&self, other: &ResolvedField) -> bool {
+        match (&self.reader, &other.reader) {
+            (
+                Reader::Path { keys, skip_empty },
+                Reader::Path {
+                    keys: other_keys,
+                    skip_empty: other_skip,
+                },
+            ) => keys == other_keys && skip_empty == other_skip,
+            (Reader::Constant(a), Reader::Constant(b)) => a == b,
+            (Reader::Computed(a), Reader::Computed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// Every non-null leaf value, borrowed from the document where possible.
     pub fn values<'a>(&'a self, doc: &'a Json) -> FieldValues<'a> {
         match &self.reader {
@@ -178,13 +194,32 @@ fn walk<'a, F: FnMut(&'a Json) -> bool>(
         return any_leaf(node, visit);
     }
     match node {
-        Json::Object(map) => keys[depth].iter().enumerate().any(|(extra, key)| {
-            map.get(key)
-                .is_some_and(|child| walk(child, keys, depth + extra + 1, visit))
-        }),
+        Json::Object(map) => {
+            let [segment, joined @ ..] = keys[depth].as_slice() else {
+                return false;
+            };
+            if map
+                .get(segment)
+                .is_some_and(|child| walk(child, keys, depth + 1, visit))
+            {
+                return true;
+            }
+            // Dotted spellings are rare: one pass over the keys spares a lookup per spelling when none can exist.
+            !joined.is_empty()
+                && map.keys().any(|key| is_dotted_under(key, segment))
+                && joined.iter().enumerate().any(|(extra, key)| {
+                    map.get(key)
+                        .is_some_and(|child| walk(child, keys, depth + extra + 2, visit))
+                })
+        }
         Json::Array(items) => items.iter().any(|item| walk(item, keys, depth, visit)),
         _ => false,
     }
+}
+
+/// Whether `key` is `segment` followed by `.` and more: the only keys that can spell a path continuing `segment`.
+fn is_dotted_under(key: &str, segment: &str) -> bool {
+    key.as_bytes().get(segment.len()) == Some(&b'.') && key.starts_with(segment)
 }
 
 fn any_leaf<'a, F: FnMut(&'a Json) -> bool>(node: &'a Json, visit: &mut F) -> bool {

@@ -15,6 +15,7 @@
 //! Streamer::oldest_held_event() -> Option<u64>                 earliest event an open sequence still holds
 //! CompiledQuery::fields() -> &[String]                        every field the query reads (query names)
 //! CompiledQuery::may_appear_in_hit(&Json) -> bool             could a hit (found now or later) name this document
+//! CompiledQuery::required_values() -> Vec<RequiredValues>     field = one of some strings, for every match
 //! Hit { events: Vec<Option<usize>>, join_keys: Vec<Json> }    None = a missing-event (`![…]`) stage
 //! ParseError / CompileError wrap a Diagnostic whose Display shows the line with a `^^^` caret.
 //! ```
@@ -43,10 +44,12 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 pub use error::{CompileError, Diagnostic, ParseError, Span};
+pub use expr::fold_case;
 pub use field::{FieldAccess, FieldMapper, PlainFields};
 pub use plan::CompileOptions;
 
 use ast::Pipe;
+use field::ResolvedField;
 use plan::{Body, JoinKey, KeyPart, Plan, SamplePlan};
 use sequence::{Completed, SequenceMatcher};
 
@@ -87,6 +90,33 @@ pub struct Hit {
 pub struct StreamHit {
     pub events: Vec<Option<u64>>,
     pub join_keys: Vec<Json>,
+}
+
+/// A condition every document an event query matches meets, for skipping queries without evaluating them: some
+/// leaf of `field` is not a string, or is a string that is one of `values` (after [`fold_case`] when
+/// `case_insensitive`; `values` are folded already).
+#[derive(Debug, Clone)]
+pub struct RequiredValues {
+    pub field: FieldReader,
+    pub values: Vec<String>,
+    pub case_insensitive: bool,
+}
+
+/// A field of a compiled query, readable on its own.
+#[derive(Debug, Clone)]
+pub struct FieldReader(ResolvedField);
+
+impl FieldReader {
+    /// Calls `visit` on each non-null leaf value (arrays flattened) as the query reads them, until it returns
+    /// true; returns whether any call did.
+    pub fn any_value<F: FnMut(&Json) -> bool>(&self, doc: &Json, visit: F) -> bool {
+        self.0.any_value(doc, visit)
+    }
+
+    /// Whether both read the same values from every document.
+    pub fn same_as(&self, other: &FieldReader) -> bool {
+        self.0.same_as(&other.0)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +169,23 @@ impl CompiledQuery {
         match &self.plan.body {
             Body::Event(filter) => filter.matches(doc),
             _ => false,
+        }
+    }
+
+    /// Conditions from the top-level `and` chain of an event query (`f == "x"`, `f in ("x", "y")`, `f in~ (…)`)
+    /// that every document it matches meets; empty for sequences and samples.
+    pub fn required_values(&self) -> Vec<RequiredValues> {
+        match &self.plan.body {
+            Body::Event(filter) => filter
+                .required_values()
+                .into_iter()
+                .map(|(field, values, case_insensitive)| RequiredValues {
+                    field: FieldReader(field),
+                    values,
+                    case_insensitive,
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 

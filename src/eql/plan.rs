@@ -87,6 +87,16 @@ impl EventFilter {
         }
         self.predicate.matches(doc)
     }
+
+    /// `(field, strings, case_insensitive)` conditions every matching document meets (see `RequiredValues`).
+    pub fn required_values(&self) -> Vec<(ResolvedField, Vec<String>, bool)> {
+        let mut out = Vec::new();
+        if let Some(category) = &self.category {
+            out.push((self.category_field.clone(), vec![category.clone()], false));
+        }
+        self.predicate.required_values(&mut out);
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
