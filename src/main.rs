@@ -282,7 +282,9 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
             "cannot configure a Kubernetes client (in-cluster or kubeconfig): {e}"
         ))
     })?;
-    let ignored = IgnoredUsers::new(args.ignore_user.iter().cloned());
+    // vigil's own requests are audited too: never let a rule feed on them.
+    let own_user = operator::own_username(&client).await;
+    let ignored = IgnoredUsers::new(args.ignore_user.iter().cloned().chain(own_user));
     let config = RunConfig {
         metrics_addr,
         write_budget: args.write_budget,

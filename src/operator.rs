@@ -14,6 +14,7 @@ use std::pin::Pin;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event as KubeEventRecord, EventType, Recorder, Reporter};
@@ -525,6 +526,26 @@ async fn export_checkpoint_age(
             metrics
                 .checkpoint_age_seconds
                 .set(at.elapsed().as_secs() as i64);
+        }
+    }
+}
+
+/// The user the API server knows vigil as (a SelfSubjectReview, which every authenticated user may make), so that
+/// vigil's own audit events are ignored without configuration. `None`, with a warning, when it cannot be told.
+pub async fn own_username(client: &Client) -> Option<String> {
+    let review = SelfSubjectReview::default();
+    match Api::<SelfSubjectReview>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+    {
+        Ok(review) => {
+            let username = review.status?.user_info?.username?;
+            info!(%username, "ignoring vigil's own audit events");
+            Some(username)
+        }
+        Err(error) => {
+            warn!(%error, "cannot tell which user vigil is; its own audit events are ignored only through --ignore-user");
+            None
         }
     }
 }

@@ -172,3 +172,55 @@ async fn an_invalid_rule_says_why_until_it_is_fixed() {
         rule.metadata.generation
     );
 }
+
+#[tokio::test]
+async fn vigil_never_feeds_on_its_own_requests() {
+    let cp = ControlPlane::start().await;
+    // A rule that matches vigil's own requests (it writes status, alerts, events and a Lease), and alice's.
+    let rule = cp.dir().join("users.yaml");
+    std::fs::write(
+        &rule,
+        format!(
+            "apiVersion: vigil.dev/v1alpha1\nkind: DetectionRule\nmetadata:\n  name: watched-users\nspec:\n  \
+             query: 'any where user.name in (\"{}\", \"alice\") and kubernetes.audit.stage == \"ResponseComplete\"'\n",
+            support::vigil::OPERATOR_USER
+        ),
+    )
+    .unwrap();
+    assert!(
+        cp.kubectl(&["apply", "-f", rule.to_str().unwrap()])
+            .status
+            .success()
+    );
+    // No --ignore-user: vigil finds out who it is.
+    let vigil = VigilRun::start(&cp, "node-1", &["--ignore-user="]).await;
+    let (alice, _) = cp.user_client("alice", &["developers"]).await;
+    let denied = cp.kubectl_as(&alice, &["get", "secrets", "-n", "default"]);
+    assert!(!denied.status.success());
+    let alerts: Api<vigil::crd::DetectionAlert> = Api::all(cp.admin_client().await.unwrap());
+    let found = eventually(Duration::from_secs(20), "alice's alert", || async {
+        let listed = alerts.list(&Default::default()).await.ok()?.items;
+        (!listed.is_empty()).then_some(listed)
+    })
+    .await;
+    // Give vigil time to see its own requests (status, alert, Event, Lease renewals) too.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let users: Vec<Option<String>> = alerts
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|a| a.spec.events[0].user.username.clone())
+        .collect();
+    assert!(!found.is_empty());
+    assert!(
+        users.iter().all(|u| u.as_deref() == Some("alice")),
+        "alerts for {users:?}"
+    );
+    assert!(
+        vigil
+            .log_text()
+            .contains("ignoring vigil's own audit events")
+    );
+}
