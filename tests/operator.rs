@@ -125,7 +125,7 @@ async fn an_anonymous_pod_create_becomes_one_alert_an_event_and_a_match_count() 
 #[tokio::test]
 async fn an_invalid_rule_says_why_until_it_is_fixed() {
     let cp = ControlPlane::start().await;
-    let vigil = VigilRun::start(&cp, "node-1", &[]).await;
+    let _vigil = VigilRun::start(&cp, "node-1", &[]).await;
     let rules: Api<DetectionRule> = Api::all(cp.admin_client().await.unwrap());
     let manifest = cp.dir().join("rule.yaml");
     let write_rule = |query: &str| {
