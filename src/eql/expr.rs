@@ -424,10 +424,26 @@ impl ExprCompiler<'_> {
         })
     }
 
-    /// `not x`; comparisons are negated the way ES' optimizer does (`not a < b` is `a >= b`).
+    /// `not x` as ES' optimizer (BooleanSimplification) rewrites it: pushed through `and`/`or` (De Morgan) and
+    /// comparisons negated (`not a < b` is `a >= b`, which a missing `a` fails).
     fn negated_predicate(&mut self, inner: &Expr) -> Result<Predicate, CompileError> {
-        if let ExprKind::Compare { op, left, right } = &inner.kind {
-            return self.comparison(op.negated(), left, right);
+        match &inner.kind {
+            ExprKind::Compare { op, left, right } => {
+                return self.comparison(op.negated(), left, right);
+            }
+            ExprKind::And(left, right) => {
+                return Ok(Predicate::Or(vec![
+                    self.negated_predicate(left)?,
+                    self.negated_predicate(right)?,
+                ]));
+            }
+            ExprKind::Or(left, right) => {
+                return Ok(Predicate::And(vec![
+                    self.negated_predicate(left)?,
+                    self.negated_predicate(right)?,
+                ]));
+            }
+            _ => {}
         }
         if let ExprKind::Not(twice) = &inner.kind {
             return self.predicate(twice);

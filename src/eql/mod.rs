@@ -451,6 +451,30 @@ mod tests {
     }
 
     #[test]
+    fn not_is_pushed_through_and_or_like_es_optimizer() {
+        // ES rewrites `not (a < 1 and b == "x")` to `a >= 1 or b != "x"`: a missing `a` fails `a >= 1`.
+        let doc = json!({"b": "x"});
+        assert!(!matches(
+            r#"any where not (a < 1 and b == "x")"#,
+            doc.clone()
+        ));
+        assert!(matches(
+            r#"any where not (a < 1 and b == "y")"#,
+            doc.clone()
+        ));
+        assert!(!matches(
+            r#"any where not (a < 1 or b == "y")"#,
+            doc.clone()
+        ));
+        assert!(matches(
+            r#"any where not (not (a < 1) or b == "y")"#,
+            json!({"a": 0})
+        ));
+        // A script comparison with a null input fails both ways: `not (length(a) > 1 and true)`.
+        assert!(!matches("any where not (length(a) > 1 and true)", doc));
+    }
+
+    #[test]
     fn multi_values_and_dotted_keys() {
         let doc = json!({"event.category": ["network", "process"], "a": {"b.c": ["x", "Y"]}});
         assert!(matches(r#"process where a.b.c == "Y""#, doc.clone()));
