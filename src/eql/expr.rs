@@ -466,6 +466,14 @@ impl ExprCompiler<'_> {
             (ExprKind::Literal(literal), ExprKind::Field { name, .. }) => {
                 (name, literal, op.flipped())
             }
+            // Elasticsearch's verifier refuses these (queries compile to term queries, not scripts, there).
+            (ExprKind::Field { .. }, ExprKind::Field { .. }) => {
+                return Err(CompileError(Diagnostic::new(
+                    &self.source,
+                    left.span.to(right.span),
+                    "cannot compare a field to another field",
+                )));
+            }
             _ => {
                 let expr = Expr {
                     kind: ExprKind::Compare {

@@ -451,6 +451,19 @@ mod tests {
     }
 
     #[test]
+    fn comparing_two_fields_is_refused_as_elasticsearch_does() {
+        let query = parse("process where pid < ppid").unwrap();
+        let error = compile(&query, &CompileOptions::default()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cannot compare a field to another field"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("^^^"), "{error}");
+    }
+
+    #[test]
     fn not_is_pushed_through_and_or_like_es_optimizer() {
         // ES rewrites `not (a < 1 and b == "x")` to `a >= 1 or b != "x"`: a missing `a` fails `a >= 1`.
         let doc = json!({"b": "x"});
