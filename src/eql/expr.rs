@@ -469,7 +469,7 @@ impl ExprCompiler<'_> {
             // Elasticsearch's verifier refuses these (queries compile to term queries, not scripts, there).
             (ExprKind::Field { .. }, ExprKind::Field { .. }) => {
                 return Err(CompileError(Diagnostic::new(
-                    &self.source,
+                    self.source,
                     left.span.to(right.span),
                     "cannot compare a field to another field",
                 )));
