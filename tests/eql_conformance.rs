@@ -1,4 +1,4 @@
-//! Runs Elasticsearch's own EQL QA specs (see /work/shared/eql-conformance/README.md) against vigil::eql and
+//! Runs Elasticsearch's own EQL QA specs (see ../shared/eql-conformance/README.md) against vigil::eql and
 //! compares results exactly as the ES harness does (README §7): ordered ids, alternatives, join keys.
 //!
 //! Not emulated (documented per README §3): index mappings. Fields are untyped JSON, so `version` fields order
