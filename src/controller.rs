@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -152,6 +153,39 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds))
 }
 
+/// Backoff of vigil's watches: from 0.5 s doubling to at most 5 s, so that after an API server outage rules,
+/// alerts and status catch up within seconds (kube's default follows client-go up to 30 s plus jitter).
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(delay)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// Watches DetectionRules and publishes a new RuleBook on every change; reuses compiled rules whose generation did
 /// not change (so their sequence state survives other rules' edits).
 pub async fn watch_rules(
@@ -164,7 +198,7 @@ pub async fn watch_rules(
     let mut initial: HashMap<String, DetectionRule> = HashMap::new();
     let mut synced = false;
     let mut stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .boxed();
     while let Some(event) = stream.next().await {
         match event {
@@ -411,6 +445,19 @@ mod tests {
         let mut rule = DetectionRule::new(name, spec);
         rule.metadata.generation = Some(generation);
         rule
+    }
+
+    #[test]
+    fn watches_back_off_up_to_five_seconds_and_reset() {
+        let mut backoff = WatchBackoff::default();
+        let delays: Vec<u64> = backoff
+            .by_ref()
+            .take(6)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 5000, 5000]);
+        backoff.reset();
+        assert_eq!(backoff.next(), Some(Duration::from_millis(500)));
     }
 
     #[test]

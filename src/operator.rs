@@ -157,7 +157,7 @@ pub async fn run(
             Api::<DetectionAlert>::all(client.clone()),
             watcher::Config::default(),
         )
-        .default_backoff(),
+        .backoff(controller::WatchBackoff::default()),
     );
     tokio::spawn(alert_watch.for_each(|_| std::future::ready(())));
     if existing_alerts.wait_until_ready().await.is_err() {
