@@ -20,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event as KubeEventRecord, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
@@ -157,7 +157,14 @@ pub async fn run(
             Api::<DetectionAlert>::all(client.clone()),
             watcher::Config::default(),
         )
-        .backoff(controller::WatchBackoff::default()),
+        .backoff(controller::WatchBackoff::default())
+        // The cache serves existence checks, counts and retention only: it need not hold what is large.
+        .modify(|alert| {
+            alert.managed_fields_mut().clear();
+            alert.annotations_mut().clear();
+            alert.spec.events.clear();
+            alert.spec.message.clear();
+        }),
     );
     tokio::spawn(alert_watch.for_each(|_| std::future::ready(())));
     if existing_alerts.wait_until_ready().await.is_err() {
