@@ -85,6 +85,7 @@ const CONDITIONS_PER_RULE: usize = 2;
 /// Tells, from a few fields read once per event, which rules cannot match it, so that they are not evaluated. Only
 /// plain event rules (no sequence, no pipes) are ever skipped, and only when a condition of their top-level `and`
 /// chain (`f == "x"`, `f in (…)`, `f in~ (…)`, see [`CompiledQuery::required_values`]) is false for the event.
+#[derive(Default)]
 pub struct Prefilter {
     fields: Vec<IndexedField>,
     /// The conditions (indexes into `holds`) each rule needs; empty for rules always evaluated.
@@ -238,6 +239,7 @@ impl ValueIndex {
 }
 
 /// Feeds events, in arrival order, to every rule; owns the sequence state.
+#[derive(Default)]
 pub struct Detector {
     rules: Vec<(Rule, Streamer)>,
     prefilter: Prefilter,
@@ -255,6 +257,29 @@ impl Detector {
             .collect::<Result<Vec<_>, _>>()?;
         let prefilter = Prefilter::new(rules.iter().map(|(rule, _)| &rule.query));
         Ok(Detector { rules, prefilter })
+    }
+
+    /// Swaps in a new set of rules between two events. A rule whose compiled query is the same as before (same
+    /// name, same compilation) keeps its sequence state; the others start afresh.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>) -> Result<(), (Arc<str>, eql::CompileError)> {
+        let mut previous = std::mem::take(&mut self.rules);
+        let mut replaced = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let kept = previous.iter().position(|(old, _)| {
+                old.name == rule.name && old.query.is_same_compilation(&rule.query)
+            });
+            let streamer = match kept {
+                Some(at) => previous.swap_remove(at).1,
+                None => rule
+                    .query
+                    .streamer()
+                    .map_err(|error| (rule.name.clone(), error))?,
+            };
+            replaced.push((rule, streamer));
+        }
+        self.prefilter = Prefilter::new(replaced.iter().map(|(rule, _)| &rule.query));
+        self.rules = replaced;
+        Ok(())
     }
 
     pub fn rule(&self, index: usize) -> &Rule {
@@ -416,6 +441,55 @@ mod tests {
             }]
         );
         assert_eq!(&*detector.rule(1).name, "get-then-delete");
+    }
+
+    #[test]
+    fn replacing_rules_keeps_the_state_of_unchanged_ones() {
+        let sequence = Rule {
+            name: "get-then-delete".into(),
+            query: compile_query(
+                r#"sequence by user.name with maxspan=1m
+                     [any where event.action == "get"] [any where event.action == "delete"]"#,
+                Input::Audit,
+            )
+            .unwrap(),
+        };
+        let creates = Rule {
+            name: "creates".into(),
+            query: compile_query(r#"any where event.action == "create""#, Input::Audit).unwrap(),
+        };
+        let mut detector = Detector::new(vec![sequence.clone()]).unwrap();
+        detector.observe(1, &audit("bob", "get", "secrets"));
+        // Another rule arrives: the open sequence survives, and the new rule is evaluated.
+        detector
+            .replace_rules(vec![creates.clone(), sequence.clone()])
+            .unwrap();
+        assert_eq!(detector.oldest_held_event(), Some(1));
+        let matches = detector.observe(2, &audit("bob", "delete", "secrets"));
+        assert_eq!(
+            matches,
+            vec![Match {
+                rule: 1,
+                events: vec![Some(1), Some(2)]
+            }]
+        );
+        assert_eq!(
+            detector.observe(3, &audit("bob", "create", "pods")).len(),
+            1
+        );
+        // A recompiled (edited) rule starts afresh.
+        detector.observe(4, &audit("bob", "get", "secrets"));
+        let edited = Rule {
+            query: compile_query(
+                r#"sequence by user.name with maxspan=1m
+                     [any where event.action == "get"] [any where event.action == "delete"]"#,
+                Input::Audit,
+            )
+            .unwrap(),
+            ..sequence
+        };
+        detector.replace_rules(vec![edited]).unwrap();
+        assert_eq!(detector.oldest_held_event(), None);
     }
 
     #[test]

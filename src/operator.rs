@@ -34,7 +34,8 @@ use crate::audit::follow::{FollowConfig, FollowError, Follower, Gap, Position};
 use crate::audit::users::IgnoredUsers;
 use crate::controller::{self, ActiveRule, Retention, RuleBook};
 use crate::crd::{AlertEvent, DetectionAlert};
-use crate::eql::{QueryKind, Streamer};
+use crate::engine::{Detector, Rule};
+use crate::eql::QueryKind;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::server::{self, ServerState};
 use kube::runtime::reflector::Store;
@@ -314,8 +315,9 @@ async fn write_alerts(
 struct EngineTask {
     metrics: Metrics,
     ignored: IgnoredUsers,
-    /// Per rule: its compiled form and, for stateful queries, its stream state.
-    rules: BTreeMap<String, (Arc<ActiveRule>, Streamer)>,
+    /// The rules being evaluated, in the detector's order, and the detector holding their state.
+    rules: Vec<Arc<ActiveRule>>,
+    detector: Detector,
     keeps_recent: bool,
     /// Recent events' metadata and line starts, for sequence matches and for the resume position.
     recent: VecDeque<(u64, AlertEvent, Option<Position>)>,
@@ -327,7 +329,8 @@ impl EngineTask {
         EngineTask {
             metrics,
             ignored,
-            rules: BTreeMap::new(),
+            rules: Vec::new(),
+            detector: Detector::default(),
             keeps_recent: false,
             recent: VecDeque::new(),
             next_id: 0,
@@ -336,24 +339,33 @@ impl EngineTask {
 
     /// Swaps in the current rules between two events; a rule whose generation did not change keeps its state.
     fn update_rules(&mut self, book: &RuleBook) {
-        self.rules.retain(|name, (rule, _)| {
-            book.active
-                .get(name)
-                .is_some_and(|active| Arc::ptr_eq(active, rule))
-        });
-        for (name, active) in &book.active {
-            if self.rules.contains_key(name) {
-                continue;
-            }
-            // activate() only admits streamable queries, so this cannot fail; a rule that did is left out.
-            if let Ok(streamer) = active.query.streamer() {
-                self.rules.insert(name.clone(), (active.clone(), streamer));
-            }
+        let unchanged = self.rules.len() == book.active.len()
+            && self
+                .rules
+                .iter()
+                .zip(book.active.values())
+                .all(|(old, new)| Arc::ptr_eq(old, new));
+        if unchanged {
+            return;
         }
+        let rules = book
+            .active
+            .values()
+            .map(|active| Rule {
+                name: active.name.as_str().into(),
+                query: active.query.clone(),
+            })
+            .collect();
+        // activate() only admits streamable queries, so this cannot fail.
+        if let Err((name, error)) = self.detector.replace_rules(rules) {
+            warn!(rule = %name, %error, "rule cannot run on a stream; rules not updated");
+            return;
+        }
+        self.rules = book.active.values().cloned().collect();
         self.keeps_recent = self
             .rules
-            .values()
-            .any(|(rule, _)| rule.query.kind() != QueryKind::Event);
+            .iter()
+            .any(|rule| rule.query.kind() != QueryKind::Event);
         if !self.keeps_recent {
             self.recent.clear();
         }
@@ -362,11 +374,7 @@ impl EngineTask {
     /// Where a restart must read again from so that every open sequence is rebuilt: the line of the oldest event
     /// an open sequence holds.
     fn resume_position(&mut self) -> Option<Position> {
-        let oldest = self
-            .rules
-            .values()
-            .filter_map(|(_, streamer)| streamer.oldest_held_event())
-            .min();
+        let oldest = self.detector.oldest_held_event();
         oldest.and_then(|oldest| {
             self.recent
                 .iter()
@@ -392,58 +400,44 @@ impl EngineTask {
         self.next_id += 1;
         let mut current: Option<AlertEvent> = None;
         let mut pending = Vec::new();
-        for (name, (rule, streamer)) in &mut self.rules {
-            let hits: Vec<Vec<Option<u64>>> =
-                if rule.query.kind() == QueryKind::Event && !rule.query.has_pipes() {
-                    if rule.query.matches(event) {
-                        vec![vec![Some(id)]]
+        for found in self.detector.observe(id, event) {
+            let rule = &self.rules[found.rule];
+            self.metrics.rule(&self.metrics.matches, &rule.name).inc();
+            let this = current
+                .get_or_insert_with(|| alert::event_metadata(event))
+                .clone();
+            let events: Vec<AlertEvent> = found
+                .events
+                .iter()
+                .flatten()
+                .filter_map(|hit_id| {
+                    if *hit_id == id {
+                        Some(this.clone())
                     } else {
-                        Vec::new()
+                        self.recent
+                            .iter()
+                            .rev()
+                            .find(|(i, _, _)| i == hit_id)
+                            .map(|(_, e, _)| e.clone())
                     }
-                } else {
-                    streamer
-                        .push(id, event)
-                        .into_iter()
-                        .map(|hit| hit.events)
-                        .collect()
-                };
-            for hit in hits {
-                self.metrics.rule(&self.metrics.matches, name).inc();
-                let this = current
-                    .get_or_insert_with(|| alert::event_metadata(event))
-                    .clone();
-                let events: Vec<AlertEvent> = hit
+                })
+                .collect();
+            let group = (!rule.group_by.is_empty()).then(|| {
+                rule.group_by
                     .iter()
-                    .flatten()
-                    .filter_map(|hit_id| {
-                        if *hit_id == id {
-                            Some(this.clone())
-                        } else {
-                            self.recent
-                                .iter()
-                                .rev()
-                                .find(|(i, _, _)| i == hit_id)
-                                .map(|(_, e, _)| e.clone())
-                        }
+                    .map(|source| {
+                        let values: Vec<String> =
+                            source.values(event).iter().map(|v| v.to_string()).collect();
+                        values.join(",")
                     })
-                    .collect();
-                let group = (!rule.group_by.is_empty()).then(|| {
-                    rule.group_by
-                        .iter()
-                        .map(|source| {
-                            let values: Vec<String> =
-                                source.values(event).iter().map(|v| v.to_string()).collect();
-                            values.join(",")
-                        })
-                        .collect()
-                });
-                pending.push(PendingAlert {
-                    rule: rule.alerting.clone(),
-                    events,
-                    seen: stage_time.unwrap_or_else(Timestamp::now),
-                    group,
-                });
-            }
+                    .collect()
+            });
+            pending.push(PendingAlert {
+                rule: rule.alerting.clone(),
+                events,
+                seen: stage_time.unwrap_or_else(Timestamp::now),
+                group,
+            });
         }
         if self.keeps_recent {
             let this = current.unwrap_or_else(|| alert::event_metadata(event));

@@ -154,6 +154,11 @@ impl CompiledQuery {
         }
     }
 
+    /// Whether both are clones of one compilation (so stream state of one is valid for the other).
+    pub fn is_same_compilation(&self, other: &CompiledQuery) -> bool {
+        Arc::ptr_eq(&self.plan, &other.plan)
+    }
+
     /// Whether the query ends in `head`/`tail` pipes.
     pub fn has_pipes(&self) -> bool {
         !self.plan.pipes.is_empty()
