@@ -4,17 +4,18 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::document::{
-    converted_source_ips, dedot_keys, indexed_audit, outcome_of, related_ips, related_users,
+    converted_source_ips, decision_outcome, dedot_keys, indexed_audit, related_ips, related_users,
 };
 use super::fields::{drop_empty_values, field_values, is_empty};
 use super::{DATA_STREAM_NAMESPACE, DATA_STREAM_TYPE, DATASET};
+use crate::eql::Node;
 
 /// A per-event computation on the raw event. It returns `Null` when the field is missing and an
 /// array when the field has several values.
-pub type ComputeField = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+pub type ComputeField = Arc<dyn Fn(&dyn Node) -> Value + Send + Sync>;
 
 /// How to read one document field from the raw audit event. Resolve it once per rule.
 #[derive(Clone)]
@@ -78,25 +79,35 @@ pub fn raw_source(ecs_field: &str) -> Option<RawSource> {
         "data_stream.namespace" => Constant(DATA_STREAM_NAMESPACE.into()),
         "event.kind" => Constant("event".into()),
         "event.action" => path(&["verb"]),
-        "event.outcome" => computed(|audit| outcome_of(audit).map_or(Value::Null, Value::from)),
+        "event.outcome" => computed(|audit| {
+            audit
+                .get("annotations")
+                .and_then(|annotations| annotations.get("authorization.k8s.io/decision"))
+                .and_then(|decision| decision.as_str())
+                .and_then(decision_outcome)
+                .map_or(Value::Null, Value::from)
+        }),
         "event.ingested" => IngestTime,
         "user.name" => path(&["user", "username"]),
         "user.id" => path(&["user", "uid"]),
         "user_agent.original" => path(&["userAgent"]),
-        "source.ip" | "client.ip" => {
-            computed(|audit| converted_source_ips(audit).unwrap_or(Value::Null))
-        }
-        "related.ip" => computed(|audit| {
-            converted_source_ips(audit).map_or(Value::Null, |ips| related_ips(&ips))
+        "source.ip" | "client.ip" => computed(|audit| {
+            converted_source_ips(owned_member(audit, "sourceIPs").as_ref()).unwrap_or(Value::Null)
         }),
-        "related.user" => computed(related_users),
+        "related.ip" => computed(|audit| {
+            converted_source_ips(owned_member(audit, "sourceIPs").as_ref())
+                .map_or(Value::Null, |ips| related_ips(&ips))
+        }),
+        "related.user" => computed(|audit| related_users(owned_member(audit, "user").as_ref())),
         "orchestrator.type" => Constant("kubernetes".into()),
         "orchestrator.api_version" => path(&["apiVersion"]),
         "orchestrator.namespace" => path(&["objectRef", "namespace"]),
         "orchestrator.resource.type" => path(&["objectRef", "resource"]),
         "orchestrator.resource.name" => path(&["objectRef", "name"]),
-        "kubernetes" => computed(|audit| serde_json::json!({ "audit": audit_document(audit) })),
-        "kubernetes.audit" => computed(audit_document),
+        "kubernetes" => {
+            computed(|audit| serde_json::json!({ "audit": audit_document(&audit.to_json()) }))
+        }
+        "kubernetes.audit" => computed(|audit| audit_document(&audit.to_json())),
         other => return audit_source(other.strip_prefix("kubernetes.audit.")?),
     };
     Some(source)
@@ -134,21 +145,16 @@ fn audit_source(rest: &str) -> Option<RawSource> {
         return None;
     }
     let source = match segments.as_slice() {
-        ["annotations"] => computed(|audit| {
-            audit
-                .get("annotations")
-                .and_then(Value::as_object)
-                .map_or(Value::Null, |annotations| {
-                    Value::Object(dedot_keys(annotations))
-                })
+        ["annotations"] => computed(|audit| match owned_member(audit, "annotations") {
+            Some(Value::Object(annotations)) => Value::Object(dedot_keys(&annotations)),
+            _ => Value::Null,
         }),
         ["annotations", name, inner @ ..] => annotation_source(name, inner),
         [object @ ("requestObject" | "responseObject")] => {
             let object = (*object).to_owned();
             computed(move |audit| {
-                audit
-                    .get(&object)
-                    .map_or(Value::Null, without_object_metadata)
+                owned_member(audit, &object)
+                    .map_or(Value::Null, |object| without_object_metadata(object))
             })
         }
         ["requestObject" | "responseObject", "metadata", ..] => RawSource::Missing,
@@ -165,17 +171,21 @@ fn annotation_source(name: &str, inner: &[&str]) -> RawSource {
     let name = name.to_owned();
     let inner: Vec<String> = inner.iter().map(|segment| (*segment).to_owned()).collect();
     computed(move |audit| {
-        let Some(Value::Object(annotations)) = audit.get("annotations") else {
+        // When raw keys collide once dedotted, the greatest wins: the last one the document's sorted map holds.
+        let mut found: Option<(&str, &dyn Node)> = None;
+        if let Some(annotations) = audit.get("annotations") {
+            annotations.any_entry(&mut |key, value| {
+                if is_dedotted(key, &name) && found.is_none_or(|(known, _)| key > known) {
+                    found = Some((key, value));
+                }
+                false
+            });
+        }
+        let Some((_, value)) = found else {
             return Value::Null;
         };
-        let Some(value) = annotations
-            .iter()
-            .rev()
-            .find_map(|(key, value)| is_dedotted(key, &name).then_some(value))
-        else {
-            return Value::Null;
-        };
-        let mut values: Vec<Value> = field_values(value, &inner)
+        let value = value.to_json();
+        let mut values: Vec<Value> = field_values(&value, &inner)
             .into_iter()
             .map(Cow::into_owned)
             .collect();
@@ -198,14 +208,16 @@ fn is_dedotted(raw_key: &str, dedotted: &str) -> bool {
 
 /// `kubernetes.audit` as the document holds it. Copies the whole event: meant for rules that
 /// read the object itself, not for leaf fields.
-fn audit_document(audit: &Map<String, Value>) -> Value {
+fn audit_document(audit: &Value) -> Value {
+    let Value::Object(audit) = audit else {
+        return Value::Null;
+    };
     let mut document = Value::Object(indexed_audit(audit));
     drop_empty_values(&mut document);
     document
 }
 
-fn without_object_metadata(object: &Value) -> Value {
-    let mut object = object.clone();
+fn without_object_metadata(mut object: Value) -> Value {
     if let Value::Object(map) = &mut object {
         map.remove("metadata");
     }
@@ -227,8 +239,14 @@ fn path(segments: &[&str]) -> RawSource {
 }
 
 /// Wraps a computation on the event object; anything else (not an audit event) yields nothing.
-fn computed(compute: impl Fn(&Map<String, Value>) -> Value + Send + Sync + 'static) -> RawSource {
-    RawSource::Computed(Arc::new(move |raw: &Value| {
-        raw.as_object().map_or(Value::Null, &compute)
+fn computed(compute: impl Fn(&dyn Node) -> Value + Send + Sync + 'static) -> RawSource {
+    RawSource::Computed(Arc::new(move |raw: &dyn Node| match raw.kind() {
+        crate::eql::Kind::Object => compute(raw),
+        _ => Value::Null,
     }))
+}
+
+/// The member `key` of the event, copied into a `Value` for the pipeline's own functions.
+fn owned_member(audit: &dyn Node, key: &str) -> Option<Value> {
+    audit.get(key).map(|value| value.to_json())
 }

@@ -58,7 +58,10 @@ pub fn normalize(raw: &Value, ingested: Option<SystemTime>) -> Result<Value, Ecs
     event.insert("dataset".into(), DATASET.into());
     copy_field(&audit, &["verb"], &mut event, "action");
     // The pipeline decides on the annotation key before it is dedotted.
-    if let Some(outcome) = outcome_of(raw) {
+    if let Some(outcome) = nested(raw, &["annotations", "authorization.k8s.io/decision"])
+        .and_then(Value::as_str)
+        .and_then(decision_outcome)
+    {
         event.insert("outcome".into(), outcome.into());
     }
     if let Some(ingested) = ingested {
@@ -75,7 +78,7 @@ pub fn normalize(raw: &Value, ingested: Option<SystemTime>) -> Result<Value, Ecs
     copy_field(&audit, &["userAgent"], &mut user_agent, "original");
     document.insert("user_agent".into(), Value::Object(user_agent));
 
-    let source_ips = converted_source_ips(&audit);
+    let source_ips = converted_source_ips(audit.get("sourceIPs"));
     if let Some(source_ips) = &source_ips {
         document.insert("source".into(), json!({ "ip": source_ips }));
         document.insert("client".into(), json!({ "ip": source_ips }));
@@ -99,7 +102,7 @@ pub fn normalize(raw: &Value, ingested: Option<SystemTime>) -> Result<Value, Ecs
     document.insert(
         "related".into(),
         json!({
-            "user": related_users(&audit),
+            "user": related_users(audit.get("user")),
             "ip": source_ips.as_ref().map(related_ips),
         }),
     );
@@ -152,9 +155,9 @@ pub(crate) fn dedot_keys(annotations: &Map<String, Value>) -> Map<String, Value>
         .collect()
 }
 
-/// `event.outcome` from the raw (still dotted) authorization decision annotation.
-pub(crate) fn outcome_of(audit: &Map<String, Value>) -> Option<&'static str> {
-    match nested(audit, &["annotations", "authorization.k8s.io/decision"])?.as_str()? {
+/// `event.outcome` from the raw (still dotted) `authorization.k8s.io/decision` annotation.
+pub(crate) fn decision_outcome(decision: &str) -> Option<&'static str> {
+    match decision {
         "allow" => Some("success"),
         "forbid" => Some("failure"),
         _ => None,
@@ -163,8 +166,8 @@ pub(crate) fn outcome_of(audit: &Map<String, Value>) -> Option<&'static str> {
 
 /// `source.ip`: the pipeline's `convert` to `ip` keeps the original strings, and one invalid
 /// element fails the whole processor, which `ignore_failure` turns into no `source.ip` at all.
-pub(crate) fn converted_source_ips(audit: &Map<String, Value>) -> Option<Value> {
-    match audit.get("sourceIPs")? {
+pub(crate) fn converted_source_ips(source_ips: Option<&Value>) -> Option<Value> {
+    match source_ips? {
         Value::Array(ips) => ips
             .iter()
             .all(is_ip_address)
@@ -203,10 +206,10 @@ pub(crate) fn related_ips(source_ips: &Value) -> Value {
 
 /// `related.user`: uid first, then username, without duplicates. The pipeline renders them
 /// through a Mustache template; the API server always writes strings, so only strings count.
-pub(crate) fn related_users(audit: &Map<String, Value>) -> Value {
+pub(crate) fn related_users(user: Option<&Value>) -> Value {
     let mut users: Vec<Value> = Vec::with_capacity(2);
     for key in ["uid", "username"] {
-        if let Some(Value::String(user)) = nested(audit, &["user", key])
+        if let Some(Value::String(user)) = user.and_then(|user| user.get(key))
             && !users.iter().any(|known| known.as_str() == Some(user))
         {
             users.push(Value::String(user.clone()));

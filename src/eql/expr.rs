@@ -7,14 +7,14 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use serde_json::Value as Json;
+use super::node::{Kind, Node};
 
 use super::ast::{ArithOp, CompareOp, Expr, ExprKind, Literal, MatchKind};
 use super::error::{CompileError, Diagnostic, Span};
 use super::field::{FieldMapper, FieldValues, ResolvedField};
 use super::functions::{Cidr, Function, cidr_match, signature};
 use super::pattern::{LiteralMatch, StringMatcher};
-use super::time::{json_to_nanos, parse_timestamp};
+use super::time::{node_to_nanos, parse_timestamp};
 use super::value::{Value, values_equal, values_order};
 
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ pub(crate) enum Predicate {
 }
 
 impl Predicate {
-    pub fn matches(&self, doc: &Json) -> bool {
+    pub fn matches(&self, doc: &dyn Node) -> bool {
         match self {
             Predicate::Const(b) => *b,
             Predicate::And(parts) => parts.iter().all(|p| p.matches(doc)),
@@ -71,22 +71,22 @@ pub(crate) enum LeafTest {
 }
 
 impl LeafTest {
-    fn matches(&self, leaf: &Json) -> bool {
+    fn matches(&self, leaf: &dyn Node) -> bool {
         match self {
-            LeafTest::Equals(expected) => match (leaf, expected) {
-                (Json::String(s), Value::Str(t)) => s == t,
-                (Json::Number(n), Value::Int(i)) if n.is_i64() => n.as_i64() == Some(*i),
-                _ => values_equal(&Value::from_json(leaf), expected, false),
+            LeafTest::Equals(expected) => match (leaf.kind(), expected) {
+                (Kind::Str(s), Value::Str(t)) => s == t,
+                (Kind::Int(n), Value::Int(i)) => n == *i,
+                _ => values_equal(&Value::from_node(leaf), expected, false),
             },
-            LeafTest::Order(op, bound) => values_order(&Value::from_json(leaf), bound)
+            LeafTest::Order(op, bound) => values_order(&Value::from_node(leaf), bound)
                 .is_some_and(|ordering| ordering_satisfies(*op, ordering)),
             LeafTest::Time(op, bound) => {
-                json_to_nanos(leaf).is_some_and(|t| ordering_satisfies(*op, t.cmp(bound)))
+                node_to_nanos(leaf).is_some_and(|t| ordering_satisfies(*op, t.cmp(bound)))
             }
             LeafTest::Terms(terms) => terms.contains(leaf),
-            LeafTest::Strings(matchers) => match leaf {
-                Json::String(s) => matchers.iter().any(|m| m.is_match(s)),
-                Json::Number(_) | Json::Bool(_) => Value::from_json(leaf)
+            LeafTest::Strings(matchers) => match leaf.kind() {
+                Kind::Str(s) => matchers.iter().any(|m| m.is_match(s)),
+                Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => Value::from_node(leaf)
                     .to_text()
                     .is_some_and(|text| matchers.iter().any(|m| m.is_match(&text))),
                 _ => false,
@@ -163,8 +163,8 @@ impl TermSet {
         }
     }
 
-    fn contains(&self, leaf: &Json) -> bool {
-        let value = Value::from_json(leaf);
+    fn contains(&self, leaf: &dyn Node) -> bool {
+        let value = Value::from_node(leaf);
         if let Value::Str(s) = &value {
             let key = if self.case_insensitive {
                 fold_case(s)
@@ -208,17 +208,17 @@ pub(crate) enum Script {
 }
 
 impl Script {
-    pub fn eval<'a>(&'a self, doc: &'a Json) -> Value<'a> {
+    pub fn eval<'a>(&'a self, doc: &'a dyn Node) -> Value<'a> {
         match self {
             Script::Literal(value) => value.clone(),
             Script::Field(field) => match field.values(doc) {
                 FieldValues::Borrowed(values) => {
-                    Value::from_values(values.into_iter().map(Value::from_json).collect())
+                    Value::from_values(values.into_iter().map(Value::from_node).collect())
                 }
                 FieldValues::Owned(values) => Value::from_values(
                     values
                         .iter()
-                        .map(|v| Value::from_json(v).into_owned())
+                        .map(|v| Value::from_node(v).into_owned())
                         .collect(),
                 ),
             },

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use super::node::{Kind, Node};
+
 /// How a field named in a query is found in a document. Lets the caller alias fields (e.g. ECS names onto a
 /// raw Kubernetes audit event) at compile time.
 #[derive(Clone)]
@@ -17,7 +19,7 @@ pub enum FieldAccess {
     /// The same value for every document (e.g. data_stream.dataset). Null = always missing.
     Constant(Json),
     /// Computed from the document (e.g. event.outcome derived from an annotation). Returns null when absent.
-    Computed(Arc<dyn Fn(&Json) -> Json + Send + Sync>),
+    Computed(Arc<dyn Fn(&dyn Node) -> Json + Send + Sync>),
 }
 
 impl fmt::Debug for FieldAccess {
@@ -60,7 +62,7 @@ enum Reader {
         skip_empty: bool,
     },
     Constant(Json),
-    Computed(Arc<dyn Fn(&Json) -> Json + Send + Sync>),
+    Computed(Arc<dyn Fn(&dyn Node) -> Json + Send + Sync>),
 }
 
 impl fmt::Debug for Reader {
@@ -96,7 +98,7 @@ impl ResolvedField {
 
     /// Calls `visit` on each non-null leaf value (arrays are flattened) until it returns true; returns whether
     /// any call did.
-    pub fn any_value<F: FnMut(&Json) -> bool>(&self, doc: &Json, mut visit: F) -> bool {
+    pub fn any_value<F: FnMut(&dyn Node) -> bool>(&self, doc: &dyn Node, mut visit: F) -> bool {
         match &self.reader {
             Reader::Path { keys, skip_empty } => {
                 walk(doc, keys, 0, &mut skipping_empty(*skip_empty, visit))
@@ -123,11 +125,11 @@ impl ResolvedField {
     }
 
     /// Every non-null leaf value, borrowed from the document where possible.
-    pub fn values<'a>(&'a self, doc: &'a Json) -> FieldValues<'a> {
+    pub fn values<'a>(&'a self, doc: &'a dyn Node) -> FieldValues<'a> {
         match &self.reader {
             Reader::Path { keys, skip_empty } => {
                 let mut out = Vec::new();
-                let collect = |v: &'a Json| {
+                let collect = |v: &'a dyn Node| {
                     out.push(v);
                     false
                 };
@@ -136,7 +138,7 @@ impl ResolvedField {
             }
             Reader::Constant(value) => {
                 let mut out = Vec::new();
-                any_leaf(value, &mut |v: &'a Json| {
+                any_leaf(value, &mut |v: &'a dyn Node| {
                     out.push(v);
                     false
                 });
@@ -144,8 +146,8 @@ impl ResolvedField {
             }
             Reader::Computed(compute) => {
                 let mut out = Vec::new();
-                any_leaf(&compute(doc), &mut |v: &Json| {
-                    out.push(v.clone());
+                any_leaf(&compute(doc), &mut |v: &dyn Node| {
+                    out.push(v.to_json());
                     false
                 });
                 FieldValues::Owned(out)
@@ -162,30 +164,30 @@ fn dotted_spellings(parts: &[String]) -> Vec<Vec<String>> {
 }
 
 /// Wraps a leaf visitor so that, when `skip`, empty leaves are never visited.
-fn skipping_empty<'a, F: FnMut(&'a Json) -> bool>(
+fn skipping_empty<'a, F: FnMut(&'a dyn Node) -> bool>(
     skip: bool,
     mut visit: F,
-) -> impl FnMut(&'a Json) -> bool {
+) -> impl FnMut(&'a dyn Node) -> bool {
     move |leaf| !(skip && is_empty(leaf)) && visit(leaf)
 }
 
-fn is_empty(value: &Json) -> bool {
-    match value {
-        Json::Null => true,
-        Json::String(s) => s.is_empty(),
-        Json::Array(items) => items.iter().all(is_empty),
-        Json::Object(map) => map.values().all(is_empty),
-        Json::Bool(_) | Json::Number(_) => false,
+fn is_empty(value: &dyn Node) -> bool {
+    match value.kind() {
+        Kind::Null => true,
+        Kind::Str(s) => s.is_empty(),
+        Kind::Array => !value.any_item(&mut |item| !is_empty(item)),
+        Kind::Object => !value.any_entry(&mut |_, member| !is_empty(member)),
+        Kind::Bool(_) | Kind::Int(_) | Kind::Float(_) => false,
     }
 }
 
 pub(crate) enum FieldValues<'a> {
-    Borrowed(Vec<&'a Json>),
+    Borrowed(Vec<&'a dyn Node>),
     Owned(Vec<Json>),
 }
 
-fn walk<'a, F: FnMut(&'a Json) -> bool>(
-    node: &'a Json,
+fn walk<'a, F: FnMut(&'a dyn Node) -> bool>(
+    node: &'a dyn Node,
     keys: &[Vec<String>],
     depth: usize,
     visit: &mut F,
@@ -193,12 +195,12 @@ fn walk<'a, F: FnMut(&'a Json) -> bool>(
     if depth == keys.len() {
         return any_leaf(node, visit);
     }
-    match node {
-        Json::Object(map) => {
+    match node.kind() {
+        Kind::Object => {
             let [segment, joined @ ..] = keys[depth].as_slice() else {
                 return false;
             };
-            if map
+            if node
                 .get(segment)
                 .is_some_and(|child| walk(child, keys, depth + 1, visit))
             {
@@ -206,13 +208,13 @@ fn walk<'a, F: FnMut(&'a Json) -> bool>(
             }
             // Dotted spellings are rare: one pass over the keys spares a lookup per spelling when none can exist.
             !joined.is_empty()
-                && map.keys().any(|key| is_dotted_under(key, segment))
+                && node.any_entry(&mut |key, _| is_dotted_under(key, segment))
                 && joined.iter().enumerate().any(|(extra, key)| {
-                    map.get(key)
+                    node.get(key)
                         .is_some_and(|child| walk(child, keys, depth + extra + 2, visit))
                 })
         }
-        Json::Array(items) => items.iter().any(|item| walk(item, keys, depth, visit)),
+        Kind::Array => node.any_item(&mut |item| walk(item, keys, depth, visit)),
         _ => false,
     }
 }
@@ -222,11 +224,11 @@ fn is_dotted_under(key: &str, segment: &str) -> bool {
     key.as_bytes().get(segment.len()) == Some(&b'.') && key.starts_with(segment)
 }
 
-fn any_leaf<'a, F: FnMut(&'a Json) -> bool>(node: &'a Json, visit: &mut F) -> bool {
-    match node {
-        Json::Null => false,
-        Json::Array(items) => items.iter().any(|item| any_leaf(item, visit)),
-        leaf => visit(leaf),
+fn any_leaf<'a, F: FnMut(&'a dyn Node) -> bool>(node: &'a dyn Node, visit: &mut F) -> bool {
+    match node.kind() {
+        Kind::Null => false,
+        Kind::Array => node.any_item(&mut |item| any_leaf(item, visit)),
+        _ => visit(node),
     }
 }
 
@@ -238,7 +240,7 @@ mod tests {
     fn values(field: &str, doc: &Json) -> Vec<Json> {
         let resolved = ResolvedField::new(PlainFields.access(field));
         match resolved.values(doc) {
-            FieldValues::Borrowed(v) => v.into_iter().cloned().collect(),
+            FieldValues::Borrowed(v) => v.into_iter().map(|v| v.to_json()).collect(),
             FieldValues::Owned(v) => v,
         }
     }
@@ -265,7 +267,7 @@ mod tests {
             let resolved =
                 ResolvedField::new(FieldAccess::NonEmptyPath(vec!["a".into(), "b".into()]));
             match resolved.values(doc) {
-                FieldValues::Borrowed(v) => v.into_iter().cloned().collect::<Vec<_>>(),
+                FieldValues::Borrowed(v) => v.into_iter().map(|v| v.to_json()).collect::<Vec<_>>(),
                 FieldValues::Owned(v) => v,
             }
         };

@@ -30,6 +30,7 @@ mod expr;
 mod field;
 mod functions;
 mod lexer;
+mod node;
 mod parser;
 mod pattern;
 mod plan;
@@ -46,6 +47,7 @@ use serde_json::Value as Json;
 pub use error::{CompileError, Diagnostic, ParseError, Span};
 pub use expr::fold_case;
 pub use field::{FieldAccess, FieldMapper, PlainFields};
+pub use node::{Kind, Node};
 pub use plan::CompileOptions;
 
 use ast::Pipe;
@@ -109,7 +111,7 @@ pub struct FieldReader(ResolvedField);
 impl FieldReader {
     /// Calls `visit` on each non-null leaf value (arrays flattened) as the query reads them, until it returns
     /// true; returns whether any call did.
-    pub fn any_value<F: FnMut(&Json) -> bool>(&self, doc: &Json, visit: F) -> bool {
+    pub fn any_value<F: FnMut(&dyn Node) -> bool>(&self, doc: &dyn Node, visit: F) -> bool {
         self.0.any_value(doc, visit)
     }
 
@@ -170,7 +172,7 @@ impl CompiledQuery {
     }
 
     /// Whether one document matches an event query (always false for sequences and samples).
-    pub fn matches(&self, doc: &Json) -> bool {
+    pub fn matches(&self, doc: &dyn Node) -> bool {
         match &self.plan.body {
             Body::Event(filter) => filter.matches(doc),
             _ => false,
@@ -197,7 +199,7 @@ impl CompiledQuery {
     /// Whether a hit could name `doc` as one of its events: it matches an event query, or passes the filter of a
     /// positive stage of a sequence or sample. Callers keeping per-event data for hits found later need it for
     /// these events only.
-    pub fn may_appear_in_hit(&self, doc: &Json) -> bool {
+    pub fn may_appear_in_hit(&self, doc: &dyn Node) -> bool {
         match &self.plan.body {
             Body::Event(filter) => filter.matches(doc),
             Body::Sequence(sequence) => sequence
@@ -208,17 +210,17 @@ impl CompiledQuery {
         }
     }
 
-    fn order_of(&self, doc: &Json) -> EventOrder {
+    fn order_of(&self, doc: &dyn Node) -> EventOrder {
         let mut tiebreaker = None;
         if let Some(field) = &self.plan.tiebreaker {
             field.any_value(doc, |v| {
-                tiebreaker = Some(KeyPart::from_json(v));
+                tiebreaker = Some(KeyPart::from_node(v));
                 true
             });
         }
         let mut timestamp = None;
         self.plan.timestamp.any_value(doc, |v| {
-            timestamp = time::json_to_nanos(v);
+            timestamp = time::node_to_nanos(v);
             true
         });
         EventOrder {
@@ -235,7 +237,7 @@ impl CompiledQuery {
                 let mut matched: Vec<(EventOrder, usize)> = docs
                     .iter()
                     .enumerate()
-                    .filter(|(_, doc)| filter.matches(doc))
+                    .filter(|(_, doc)| filter.matches(*doc))
                     .map(|(i, doc)| (self.order_of(doc), i))
                     .collect();
                 matched.sort_by(|a, b| compare_order(&a.0, &b.0).then(a.1.cmp(&b.1)));
@@ -389,7 +391,7 @@ impl Streamer {
 
     /// Feeds one document (in arrival order, which should be timestamp order); returns the hits it completes.
     /// Sequence documents without a parsable timestamp are ignored.
-    pub fn push(&mut self, id: u64, doc: &Json) -> Vec<StreamHit> {
+    pub fn push(&mut self, id: u64, doc: &dyn Node) -> Vec<StreamHit> {
         if self.remaining == Some(0) {
             return Vec::new();
         }
@@ -407,7 +409,7 @@ impl Streamer {
             (Body::Sequence(sequence), Some(matcher)) => {
                 let mut timestamp = None;
                 self.plan.timestamp.any_value(doc, |v| {
-                    timestamp = time::json_to_nanos(v);
+                    timestamp = time::node_to_nanos(v);
                     true
                 });
                 let Some(ts) = timestamp else {

@@ -2,6 +2,8 @@
 
 use serde_json::Value as Json;
 
+use super::node::{Kind, Node};
+
 use super::ast::{self, Expr, ExprKind, Pipe, QueryBody};
 use super::error::{CompileError, Diagnostic};
 use super::expr::{ExprCompiler, Predicate};
@@ -42,18 +44,15 @@ pub(crate) enum KeyPart {
 pub(crate) type JoinKey = Vec<KeyPart>;
 
 impl KeyPart {
-    pub fn from_json(value: &Json) -> KeyPart {
-        match value {
-            Json::Null => KeyPart::Null,
-            Json::Bool(b) => KeyPart::Bool(*b),
-            Json::Number(n) => match (n.as_i64(), n.as_f64()) {
-                (Some(i), _) => KeyPart::Int(i),
-                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => KeyPart::Int(f as i64),
-                (None, Some(f)) => KeyPart::Float(f.to_bits()),
-                (None, None) => KeyPart::Str(n.to_string()),
-            },
-            Json::String(s) => KeyPart::Str(s.clone()),
-            other => KeyPart::Str(other.to_string()),
+    pub fn from_node(value: &dyn Node) -> KeyPart {
+        match value.kind() {
+            Kind::Null => KeyPart::Null,
+            Kind::Bool(b) => KeyPart::Bool(b),
+            Kind::Int(i) => KeyPart::Int(i),
+            Kind::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => KeyPart::Int(f as i64),
+            Kind::Float(f) => KeyPart::Float(f.to_bits()),
+            Kind::Str(s) => KeyPart::Str(s.to_owned()),
+            Kind::Array | Kind::Object => KeyPart::Str(value.to_json().to_string()),
         }
     }
 
@@ -77,7 +76,7 @@ pub(crate) struct EventFilter {
 }
 
 impl EventFilter {
-    pub fn matches(&self, doc: &Json) -> bool {
+    pub fn matches(&self, doc: &dyn Node) -> bool {
         if let Some(category) = &self.category
             && !self
                 .category_field
@@ -112,7 +111,7 @@ pub(crate) struct StagePlan {
 }
 
 impl StagePlan {
-    pub fn filter_matches(&self, doc: &Json) -> bool {
+    pub fn filter_matches(&self, doc: &dyn Node) -> bool {
         self.filter.matches(doc)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value as Json;
+use super::node::Node;
 
 use super::plan::{JoinKey, KeyPart, SequencePlan, StagePlan};
 
@@ -57,7 +57,13 @@ impl<Id: Copy> SequenceMatcher<Id> {
     }
 
     /// Feeds one event (in time order); returns the sequences it completes.
-    pub fn push(&mut self, plan: &SequencePlan, id: Id, doc: &Json, ts: i64) -> Vec<Completed<Id>> {
+    pub fn push(
+        &mut self,
+        plan: &SequencePlan,
+        id: Id,
+        doc: &dyn Node,
+        ts: i64,
+    ) -> Vec<Completed<Id>> {
         let ordinal = self.next_ordinal;
         self.next_ordinal += 1;
         let mut done = self.settle_awaiting(plan, doc, ts);
@@ -171,7 +177,12 @@ impl<Id: Copy> SequenceMatcher<Id> {
     }
 
     /// Decides waiting sequences: a trailing missing event of their key arrived, or their window closed.
-    fn settle_awaiting(&mut self, plan: &SequencePlan, doc: &Json, now: i64) -> Vec<Completed<Id>> {
+    fn settle_awaiting(
+        &mut self,
+        plan: &SequencePlan,
+        doc: &dyn Node,
+        now: i64,
+    ) -> Vec<Completed<Id>> {
         if self.awaiting.is_empty() {
             return Vec::new();
         }
@@ -258,7 +269,7 @@ fn accept(
 
 /// The join keys an event has for a stage: the cartesian product of its key fields' values. Empty when a
 /// non-optional key is missing (null keys never join, except `?field` keys where null joins null).
-pub(crate) fn stage_keys(stage: &StagePlan, doc: &Json) -> Vec<JoinKey> {
+pub(crate) fn stage_keys(stage: &StagePlan, doc: &dyn Node) -> Vec<JoinKey> {
     if !stage.filter_matches(doc) {
         return Vec::new();
     }
@@ -266,7 +277,7 @@ pub(crate) fn stage_keys(stage: &StagePlan, doc: &Json) -> Vec<JoinKey> {
     for key_field in &stage.keys {
         let mut values = Vec::new();
         key_field.field.any_value(doc, |v| {
-            let part = KeyPart::from_json(v);
+            let part = KeyPart::from_node(v);
             if !values.contains(&part) {
                 values.push(part);
             }

@@ -1,22 +1,25 @@
 //! Timestamp parsing into epoch nanoseconds, for the formats ES accepts in date / date_nanos fields.
 
-use serde_json::Value as Json;
+use super::node::{Kind, Node};
 
 const NANOS_PER_MILLI: i64 = 1_000_000;
 
 /// Epoch nanoseconds of a JSON timestamp: epoch millis as a number or a numeric string (optionally with a
 /// fractional part, as ES' date_nanos index stores `"131509374294.365140"`), or an ISO-8601 / RFC 3339 string.
-pub(crate) fn json_to_nanos(value: &Json) -> Option<i64> {
-    match value {
-        Json::Number(n) => match n.as_i64() {
-            Some(millis) => millis.checked_mul(NANOS_PER_MILLI),
-            None => n
-                .as_f64()
-                .map(|millis| (millis * NANOS_PER_MILLI as f64) as i64),
-        },
-        Json::String(s) => parse_timestamp(s),
-        Json::Array(values) => values.iter().find_map(json_to_nanos),
-        _ => None,
+pub(crate) fn node_to_nanos(value: &dyn Node) -> Option<i64> {
+    match value.kind() {
+        Kind::Int(millis) => millis.checked_mul(NANOS_PER_MILLI),
+        Kind::Float(millis) => Some((millis * NANOS_PER_MILLI as f64) as i64),
+        Kind::Str(s) => parse_timestamp(s),
+        Kind::Array => {
+            let mut nanos = None;
+            value.any_item(&mut |item| {
+                nanos = node_to_nanos(item);
+                nanos.is_some()
+            });
+            nanos
+        }
+        Kind::Null | Kind::Bool(_) | Kind::Object => None,
     }
 }
 
@@ -138,7 +141,7 @@ mod tests {
 
     #[test]
     fn parses_supported_formats() {
-        assert_eq!(json_to_nanos(&serde_json::json!(1)), Some(1_000_000));
+        assert_eq!(node_to_nanos(&serde_json::json!(1)), Some(1_000_000));
         assert_eq!(
             parse_timestamp("131509374294.365140"),
             Some(131_509_374_294_365_140)

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use serde_json::Value as Json;
+use super::node::{Kind, Node};
 
 use super::ast::Literal;
 
@@ -20,16 +20,14 @@ pub(crate) enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    pub fn from_json(json: &'a Json) -> Value<'a> {
-        match json {
-            Json::Bool(b) => Value::Bool(*b),
-            Json::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => n.as_f64().map_or(Value::Null, Value::Float),
-            },
-            Json::String(s) => Value::Str(Cow::Borrowed(s)),
+    pub fn from_node(node: &'a dyn Node) -> Value<'a> {
+        match node.kind() {
+            Kind::Bool(b) => Value::Bool(b),
+            Kind::Int(i) => Value::Int(i),
+            Kind::Float(f) => Value::Float(f),
+            Kind::Str(s) => Value::Str(Cow::Borrowed(s)),
             // objects are not comparable values in ES EQL
-            Json::Null | Json::Object(_) | Json::Array(_) => Value::Null,
+            Kind::Null | Kind::Object | Kind::Array => Value::Null,
         }
     }
 
