@@ -11,11 +11,8 @@ use super::document::{
 };
 use super::fields::{drop_empty_values, field_values, is_empty};
 use super::{DATA_STREAM_NAMESPACE, DATA_STREAM_TYPE, DATASET};
+pub use crate::eql::ComputeField;
 use crate::eql::Node;
-
-/// A per-event computation on the raw event. It returns `Null` when the field is missing and an
-/// array when the field has several values.
-pub type ComputeField = Arc<dyn Fn(&dyn Node) -> Value + Send + Sync>;
 
 /// How to read one document field from the raw audit event. Resolve it once per rule.
 #[derive(Clone)]
@@ -153,8 +150,7 @@ fn audit_source(rest: &str) -> Option<RawSource> {
         [object @ ("requestObject" | "responseObject")] => {
             let object = (*object).to_owned();
             computed(move |audit| {
-                owned_member(audit, &object)
-                    .map_or(Value::Null, |object| without_object_metadata(object))
+                owned_member(audit, &object).map_or(Value::Null, without_object_metadata)
             })
         }
         ["requestObject" | "responseObject", "metadata", ..] => RawSource::Missing,

@@ -7,6 +7,9 @@ use serde_json::Value as Json;
 
 use super::node::{Kind, Node};
 
+/// A per-document computation of a field's value (`Null` when missing, an array for several values).
+pub type ComputeField = Arc<dyn Fn(&dyn Node) -> Json + Send + Sync>;
+
 /// How a field named in a query is found in a document. Lets the caller alias fields (e.g. ECS names onto a
 /// raw Kubernetes audit event) at compile time.
 #[derive(Clone)]
@@ -19,7 +22,7 @@ pub enum FieldAccess {
     /// The same value for every document (e.g. data_stream.dataset). Null = always missing.
     Constant(Json),
     /// Computed from the document (e.g. event.outcome derived from an annotation). Returns null when absent.
-    Computed(Arc<dyn Fn(&dyn Node) -> Json + Send + Sync>),
+    Computed(ComputeField),
 }
 
 impl fmt::Debug for FieldAccess {
@@ -62,7 +65,7 @@ enum Reader {
         skip_empty: bool,
     },
     Constant(Json),
-    Computed(Arc<dyn Fn(&dyn Node) -> Json + Send + Sync>),
+    Computed(ComputeField),
 }
 
 impl fmt::Debug for Reader {

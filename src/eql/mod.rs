@@ -46,7 +46,7 @@ use serde_json::Value as Json;
 
 pub use error::{CompileError, Diagnostic, ParseError, Span};
 pub use expr::fold_case;
-pub use field::{FieldAccess, FieldMapper, PlainFields};
+pub use field::{ComputeField, FieldAccess, FieldMapper, PlainFields};
 pub use node::{Kind, Node};
 pub use plan::CompileOptions;
 
