@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::ecs::{self, RawSource};
 use crate::eql::{
-    self, CompileOptions, CompiledQuery, FieldAccess, FieldMapper, FieldReader, PlainFields,
+    self, CompileOptions, CompiledQuery, FieldAccess, FieldMapper, FieldReader, Node, PlainFields,
     QueryKind, Streamer,
 };
 
@@ -184,7 +184,7 @@ impl Prefilter {
     }
 
     /// Reads the indexed fields of `event`; [`may_match`](Self::may_match) then answers for it.
-    pub fn observe(&mut self, event: &Value) {
+    pub fn observe(&mut self, event: &dyn Node) {
         self.holds.fill(false);
         let holds = &mut self.holds;
         for indexed in &self.fields {
@@ -296,7 +296,7 @@ impl Detector {
     }
 
     /// Evaluates one event against every rule.
-    pub fn observe(&mut self, id: u64, event: &Value) -> Vec<Match> {
+    pub fn observe(&mut self, id: u64, event: &dyn Node) -> Vec<Match> {
         let mut matches = Vec::new();
         self.prefilter.observe(event);
         for (index, (rule, streamer)) in self.rules.iter_mut().enumerate() {

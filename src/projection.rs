@@ -1,8 +1,9 @@
 //! Reading only what the rules read. Parsing a whole audit event into a `serde_json::Value` costs more than
 //! evaluating dozens of rules on it, and rules read a handful of fields. A [`Projection`], computed once from the
-//! compiled rules, parses each line into a pruned `Value` holding just those fields (everything else is skipped
-//! without being built), on which the rules give the same results as on the whole event; the whole event is parsed
-//! again only for the few events an alert is written about ([`ProjectedEvent::whole`]).
+//! compiled rules, parses each line into a pruned [`Doc`] holding just those fields (everything else is skipped
+//! without being built; strings and keys are borrowed from the line), on which the rules give the same results as
+//! on the whole event; the whole event is parsed again only for the few events an alert is written about
+//! ([`ProjectedEvent::whole`]).
 //!
 //! Lines that are not valid JSON in a part no rule reads are the one difference: skipping checks the syntax but not
 //! that strings are UTF-8, that numbers fit a double, that `\u` escapes pair their surrogates, or the 128-level
@@ -14,28 +15,30 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
-use crate::audit::event::{MalformedReason, audit_events, ecs_document, non_empty_line};
+use crate::audit::event::{
+    LineShape, MalformedReason, audit_events, ecs_document, line_shape, non_empty_line,
+};
 use crate::ecs;
 use crate::engine::Input;
-use crate::eql::CompiledQuery;
+use crate::eql::{CompiledQuery, Kind, Node};
 
 /// Which parts of each line to materialise.
 #[derive(Debug, Clone)]
 pub struct Projection {
     input: Input,
-    line: Node,
+    line: Selection,
 }
 
 /// A tree of raw key segments; a path ending at a node keeps its whole value.
 #[derive(Debug, Clone, Default)]
-struct Node {
+struct Selection {
     whole: bool,
-    children: Vec<(String, Node)>,
+    children: Vec<(String, Selection)>,
 }
 
-impl Node {
+impl Selection {
     fn insert(&mut self, path: &[String]) {
         let Some((first, rest)) = path.split_first() else {
             self.whole = true;
@@ -44,18 +47,18 @@ impl Node {
         self.child_mut(first).insert(rest);
     }
 
-    fn child_mut(&mut self, segment: &str) -> &mut Node {
+    fn child_mut(&mut self, segment: &str) -> &mut Selection {
         let index = match self.children.iter().position(|(name, _)| name == segment) {
             Some(index) => index,
             None => {
-                self.children.push((segment.to_owned(), Node::default()));
+                self.children.push((segment.to_owned(), Selection::default()));
                 self.children.len() - 1
             }
         };
         &mut self.children[index].1
     }
 
-    fn merge(&mut self, other: &Node) {
+    fn merge(&mut self, other: &Selection) {
         self.whole |= other.whole;
         for (segment, child) in &other.children {
             self.child_mut(segment).merge(child);
@@ -64,7 +67,7 @@ impl Node {
 
     /// The node a raw key leads to. A key with dots stands for as many segments as it has parts, as field paths
     /// read it (`{"a.b": 1}` is `a.b`).
-    fn child(&self, key: &str) -> Option<&Node> {
+    fn child(&self, key: &str) -> Option<&Selection> {
         // Segments never hold dots, so most keys are one segment and either match here or not at all.
         match self.segment(key) {
             Some(child) => Some(child),
@@ -75,7 +78,7 @@ impl Node {
         }
     }
 
-    fn segment(&self, segment: &str) -> Option<&Node> {
+    fn segment(&self, segment: &str) -> Option<&Selection> {
         self.children
             .iter()
             .find(|(name, _)| name == segment)
@@ -86,7 +89,7 @@ impl Node {
 impl Projection {
     /// What `queries` (compiled for `input`) read, plus what telling audit events from other lines needs.
     pub fn new<'a>(queries: impl IntoIterator<Item = &'a CompiledQuery>, input: Input) -> Self {
-        let mut event = Node::default();
+        let mut event = Selection::default();
         for query in queries {
             for field in query.fields() {
                 for path in raw_paths_read(field, input) {
@@ -114,7 +117,7 @@ impl Projection {
     pub fn whole(input: Input) -> Self {
         Projection {
             input,
-            line: Node {
+            line: Selection {
                 whole: true,
                 children: Vec::new(),
             },
@@ -132,8 +135,20 @@ impl Projection {
             .and_then(|value| deserializer.end().map(|()| value))
             .map_err(|_| MalformedReason::InvalidJson)?;
         let events = match self.input {
-            Input::Audit => audit_events(value)?,
-            Input::Ecs => vec![ecs_document(value)?],
+            Input::Audit => match (line_shape(&value)?, value) {
+                (LineShape::Event, event) => vec![event],
+                (LineShape::EventList, Doc::Object(members)) => members
+                    .into_iter()
+                    .rev()
+                    .find_map(|(key, items)| match (key == "items", items) {
+                        (true, Doc::Array(items)) => Some(items),
+                        _ => None,
+                    })
+                    .ok_or(MalformedReason::NotAuditEvent)?,
+                (LineShape::EventList, _) => return Err(MalformedReason::NotAuditEvent),
+            },
+            Input::Ecs if value.kind() == Kind::Object => vec![value],
+            Input::Ecs => return Err(MalformedReason::NotAuditEvent),
         };
         Ok(ProjectedLine {
             projection: self,
@@ -156,7 +171,7 @@ fn raw_paths_read(field: &str, input: Input) -> Vec<Vec<String>> {
 pub struct ProjectedLine<'a> {
     projection: &'a Projection,
     text: &'a [u8],
-    events: Vec<Value>,
+    events: Vec<Doc<'a>>,
     whole_events: OnceCell<Vec<Value>>,
 }
 
@@ -173,20 +188,21 @@ impl ProjectedLine<'_> {
             })
     }
 
-    /// The `index`th event in full, parsing the line again the first time one is asked for; `None` for a line
-    /// only the projection accepts (see the module documentation).
+    /// The `index`th event in full, parsing the line again the first time one is asked for. A line only the
+    /// projection accepts (see the module documentation) yields its projected events.
     fn whole_event(&self, index: usize) -> Option<&Value> {
-        if self.projection.line.whole {
-            return self.events.get(index);
-        }
         let whole = self.whole_events.get_or_init(|| {
+            let projected = || self.events.iter().map(Doc::to_json).collect();
+            if self.projection.line.whole {
+                return projected();
+            }
             let parsed =
                 serde_json::from_slice(self.text).map_err(|_| MalformedReason::InvalidJson);
             match self.projection.input {
                 Input::Audit => parsed.and_then(audit_events),
                 Input::Ecs => parsed.and_then(ecs_document).map(|document| vec![document]),
             }
-            .unwrap_or_default()
+            .unwrap_or_else(|_| projected())
         });
         whole.get(index)
     }
@@ -197,101 +213,181 @@ impl ProjectedLine<'_> {
 pub struct ProjectedEvent<'l> {
     line: &'l ProjectedLine<'l>,
     index: usize,
-    projected: &'l Value,
+    projected: &'l Doc<'l>,
 }
 
 impl<'l> ProjectedEvent<'l> {
     /// The event pruned to what the rules read: what to evaluate them on.
-    pub fn projected(&self) -> &'l Value {
+    pub fn projected(&self) -> &'l Doc<'l> {
         self.projected
     }
 
     /// The whole event, for alert metadata (the pruned one if the line cannot be parsed whole).
     pub fn whole(&self) -> &'l Value {
-        self.line.whole_event(self.index).unwrap_or(self.projected)
+        self.line
+            .whole_event(self.index)
+            .unwrap_or(&Value::Null)
     }
 }
 
-/// Deserialises a value keeping only what `Node` selects; arrays are transparent, as they are to field paths.
-#[derive(Clone, Copy)]
-struct Project<'n>(&'n Node);
+/// A JSON value holding what a projection keeps, borrowed from the line where it can be (strings and keys without
+/// escapes). Objects keep their members in line order, a repeated key once (the last value, as
+/// `serde_json::Value` keeps it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc<'a> {
+    Null,
+    Bool(bool),
+    /// Numbers that fit an `i64`.
+    Int(i64),
+    /// Other numbers, as `serde_json::Number::as_f64` reads them.
+    Float(f64),
+    Str(Cow<'a, str>),
+    Array(Vec<Doc<'a>>),
+    Object(Vec<(Cow<'a, str>, Doc<'a>)>),
+}
 
-impl<'de> DeserializeSeed<'de> for Project<'_> {
-    type Value = Value;
+impl Node for Doc<'_> {
+    fn kind(&self) -> Kind<'_> {
+        match self {
+            Doc::Null => Kind::Null,
+            Doc::Bool(b) => Kind::Bool(*b),
+            Doc::Int(i) => Kind::Int(*i),
+            Doc::Float(f) => Kind::Float(*f),
+            Doc::Str(s) => Kind::Str(s),
+            Doc::Array(_) => Kind::Array,
+            Doc::Object(_) => Kind::Object,
+        }
+    }
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        if self.0.whole {
-            Value::deserialize(deserializer)
-        } else {
-            deserializer.deserialize_any(self)
+    fn get(&self, key: &str) -> Option<&dyn Node> {
+        match self {
+            Doc::Object(members) => members
+                .iter()
+                .find(|(name, _)| name == key)
+                .map(|(_, value)| value as &dyn Node),
+            _ => None,
+        }
+    }
+
+    fn any_item<'s>(&'s self, visit: &mut dyn FnMut(&'s dyn Node) -> bool) -> bool {
+        match self {
+            Doc::Array(items) => items.iter().any(|item| visit(item)),
+            _ => false,
+        }
+    }
+
+    fn any_entry<'s>(&'s self, visit: &mut dyn FnMut(&'s str, &'s dyn Node) -> bool) -> bool {
+        match self {
+            Doc::Object(members) => members.iter().any(|(key, value)| visit(key, value)),
+            _ => false,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Doc::Null => Value::Null,
+            Doc::Bool(b) => Value::Bool(*b),
+            Doc::Int(i) => Value::from(*i),
+            Doc::Float(f) => Value::from(*f),
+            Doc::Str(s) => Value::String(s.clone().into_owned()),
+            Doc::Array(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Doc::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(key, value)| (key.clone().into_owned(), value.to_json()))
+                    .collect::<Map<String, Value>>(),
+            ),
         }
     }
 }
 
+/// Deserialises a value keeping only what a `Selection` selects; arrays are transparent, as they are to field paths.
+#[derive(Clone, Copy)]
+struct Project<'n>(&'n Selection);
+
+impl<'de> DeserializeSeed<'de> for Project<'_> {
+    type Value = Doc<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Doc<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
 impl<'de> Visitor<'de> for Project<'_> {
-    type Value = Value;
+    type Value = Doc<'de>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<'de>, A::Error> {
+        let mut members: Vec<(Cow<'de, str>, Doc<'de>)> = Vec::new();
         while let Some(RawKey(key)) = map.next_key()? {
-            match self.0.child(&key) {
+            let child = match self.0.whole {
+                true => Some(self.0),
+                false => self.0.child(&key),
+            };
+            match child {
                 Some(child) => {
                     let value = map.next_value_seed(Project(child))?;
-                    object.insert(key.into_owned(), value);
+                    match members.iter_mut().find(|(name, _)| *name == key) {
+                        Some(member) => member.1 = value,
+                        None => members.push((key, value)),
+                    }
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Value::Object(object))
+        Ok(Doc::Object(members))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Doc<'de>, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
         }
-        Ok(Value::Array(items))
+        Ok(Doc::Array(items))
     }
 
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Doc<'de>, E> {
+        Ok(Doc::Bool(value))
     }
 
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::from(value))
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Doc<'de>, E> {
+        Ok(Doc::Int(value))
     }
 
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::from(value))
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Doc<'de>, E> {
+        Ok(i64::try_from(value).map_or(Doc::Float(value as f64), Doc::Int))
     }
 
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Doc<'de>, E> {
+        Ok(Doc::Float(value))
     }
 
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_owned()))
+    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Doc<'de>, E> {
+        Ok(Doc::Str(Cow::Borrowed(value)))
     }
 
-    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Doc<'de>, E> {
+        Ok(Doc::Str(Cow::Owned(value.to_owned())))
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Doc<'de>, E> {
+        Ok(Doc::Str(Cow::Owned(value)))
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E: de::Error>(self) -> Result<Doc<'de>, E> {
+        Ok(Doc::Null)
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+    fn visit_none<E: de::Error>(self) -> Result<Doc<'de>, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Doc<'de>, D::Error> {
         self.deserialize(deserializer)
     }
 }
@@ -387,8 +483,13 @@ mod tests {
             let projected = read.events().next().unwrap();
             let source = ecs::raw_source(field).unwrap();
             assert_eq!(
-                source.values(projected.projected()),
+                source.values(&projected.projected().to_json()),
                 source.values(&event()),
+                "{field}"
+            );
+            assert_eq!(
+                query.matches(projected.projected()),
+                query.matches(&event()),
                 "{field}"
             );
             assert_eq!(projected.whole(), &event());
@@ -407,8 +508,8 @@ mod tests {
         let read = projection.read_line(line.as_bytes()).unwrap();
         let projected = read.events().next().unwrap().projected();
         assert_eq!(
-            projected,
-            &json!({
+            projected.to_json(),
+            json!({
                 "kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a1",
                 "objectRef": {}, "objectRef.name": "dotted", "stageTimestamp": "2026-12-04T10:00:00.000000Z"
             })

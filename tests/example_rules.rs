@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use vigil::audit::event::parse_audit_line;
 use vigil::crd::DetectionRule;
 use vigil::engine::{self, Detector, Input, Match, Rule};
-use vigil::eql::{CompiledQuery, QueryKind};
+use vigil::eql::{CompiledQuery, Node, QueryKind};
 use vigil::projection::Projection;
 
 use audit_log::AuditLogGenerator;
@@ -245,7 +245,10 @@ fn binding_then_secret_read_sequence_needs_both_steps_by_one_user() {
 fn matches_over(
     queries: &[CompiledQuery],
     lines: &[String],
-    mut read: impl FnMut(&str) -> Result<Vec<Value>, vigil::audit::event::MalformedReason>,
+    mut read: impl FnMut(
+        &str,
+        &mut dyn FnMut(&dyn Node),
+    ) -> Result<(), vigil::audit::event::MalformedReason>,
 ) -> (
     Vec<Match>,
     Vec<Option<vigil::audit::event::MalformedReason>>,
@@ -263,16 +266,11 @@ fn matches_over(
     let mut outcomes = Vec::new();
     let mut id = 0;
     for line in lines {
-        match read(line) {
-            Ok(events) => {
-                outcomes.push(None);
-                for event in events {
-                    matches.extend(detector.observe(id, &event));
-                    id += 1;
-                }
-            }
-            Err(reason) => outcomes.push(Some(reason)),
-        }
+        let mut observe = |event: &dyn Node| {
+            matches.extend(detector.observe(id, event));
+            id += 1;
+        };
+        outcomes.push(read(line, &mut observe).err());
     }
     (matches, outcomes)
 }
@@ -301,18 +299,22 @@ fn projected_lines_give_the_same_matches_as_whole_events() {
             _ => generator.event_line(),
         });
     }
-    let (whole, whole_outcomes) =
-        matches_over(&queries, &lines, |line| parse_audit_line(line.as_bytes()));
+    let (whole, whole_outcomes) = matches_over(&queries, &lines, |line, observe| {
+        for event in parse_audit_line(line.as_bytes())? {
+            observe(&event);
+        }
+        Ok(())
+    });
     let projection = Projection::new(&queries, Input::Audit);
     let mut whole_events_agree = true;
-    let (projected, projected_outcomes) = matches_over(&queries, &lines, |line| {
+    let (projected, projected_outcomes) = matches_over(&queries, &lines, |line, observe| {
         let read = projection.read_line(line.as_bytes())?;
         let whole_again: Vec<Value> = read.events().map(|event| event.whole().clone()).collect();
         whole_events_agree &= parse_audit_line(line.as_bytes()) == Ok(whole_again);
-        Ok(read
-            .events()
-            .map(|event| event.projected().clone())
-            .collect())
+        for event in read.events() {
+            observe(event.projected());
+        }
+        Ok(())
     });
     assert_eq!(
         projected_outcomes, whole_outcomes,

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::eql::{Kind, Node};
+
 pub const AUDIT_API_VERSION: &str = "audit.k8s.io/v1";
 
 /// Why a line was skipped; `as_str` is the metric label.
@@ -36,23 +38,44 @@ pub fn parse_audit_line(line: &[u8]) -> Result<Vec<Value>, MalformedReason> {
 
 /// The audit events a line's JSON value holds, in order.
 pub fn audit_events(line: Value) -> Result<Vec<Value>, MalformedReason> {
-    match line {
-        Value::Object(mut object) => match object.get("kind").and_then(Value::as_str) {
-            Some("Event") if is_audit_event(&object) => Ok(vec![Value::Object(object)]),
-            Some("EventList") if api_version(&object) == Some(AUDIT_API_VERSION) => {
-                match object.remove("items") {
-                    Some(Value::Array(items))
-                        if items
-                            .iter()
-                            .all(|item| item.as_object().is_some_and(is_audit_event)) =>
-                    {
-                        Ok(items)
-                    }
-                    _ => Err(MalformedReason::NotAuditEvent),
-                }
-            }
+    match (line_shape(&line)?, line) {
+        (LineShape::Event, event) => Ok(vec![event]),
+        (LineShape::EventList, Value::Object(mut list)) => match list.remove("items") {
+            Some(Value::Array(items)) => Ok(items),
             _ => Err(MalformedReason::NotAuditEvent),
         },
+        (LineShape::EventList, _) => Err(MalformedReason::NotAuditEvent),
+    }
+}
+
+/// What an audit log line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineShape {
+    /// One audit event: the line itself.
+    Event,
+    /// An `EventList`: its `items` are the events.
+    EventList,
+}
+
+/// Tells an audit event or event list from any other JSON value, whatever represents the line.
+pub fn line_shape(line: &dyn Node) -> Result<LineShape, MalformedReason> {
+    if line.kind() != Kind::Object {
+        return Err(MalformedReason::NotAuditEvent);
+    }
+    match line.get("kind").and_then(|kind| kind.as_str()) {
+        Some("Event") if is_audit_event(line) => Ok(LineShape::Event),
+        Some("EventList") if api_version(line) == Some(AUDIT_API_VERSION) => {
+            let items = line
+                .get("items")
+                .filter(|items| items.kind() == Kind::Array)
+                .ok_or(MalformedReason::NotAuditEvent)?;
+            let all_events = !items.any_item(&mut |item| !is_audit_event(item));
+            if all_events {
+                Ok(LineShape::EventList)
+            } else {
+                Err(MalformedReason::NotAuditEvent)
+            }
+        }
         _ => Err(MalformedReason::NotAuditEvent),
     }
 }
@@ -85,16 +108,23 @@ pub fn non_empty_line(line: &[u8]) -> Result<&[u8], MalformedReason> {
     }
 }
 
-fn api_version(object: &serde_json::Map<String, Value>) -> Option<&str> {
-    object.get("apiVersion").and_then(Value::as_str)
+fn api_version(object: &dyn Node) -> Option<&str> {
+    object.get("apiVersion").and_then(|version| version.as_str())
 }
 
 // Items of an EventList carry no kind/apiVersion of their own on every server version; an auditID is what every
 // audit event has.
-fn is_audit_event(object: &serde_json::Map<String, Value>) -> bool {
-    let kind_ok = object.get("kind").is_none_or(|kind| kind == "Event");
+fn is_audit_event(object: &dyn Node) -> bool {
+    let kind_ok = object
+        .get("kind")
+        .is_none_or(|kind| kind.as_str() == Some("Event"));
     let version_ok = api_version(object).is_none_or(|version| version == AUDIT_API_VERSION);
-    kind_ok && version_ok && object.get("auditID").is_some_and(Value::is_string)
+    object.kind() == Kind::Object
+        && kind_ok
+        && version_ok
+        && object
+            .get("auditID")
+            .is_some_and(|id| matches!(id.kind(), Kind::Str(_)))
 }
 
 #[cfg(test)]
