@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use vigil::audit::event::parse_audit_line;
 use vigil::engine::{self, Detector, Input, Rule};
-use vigil::eql::{CompiledQuery, QueryKind};
+use vigil::eql::CompiledQuery;
 use vigil::projection::Projection;
 use vigil::scan::{self, OutputFormat, RuleInfo, ScanConfig};
 
@@ -241,11 +241,6 @@ fn hand_written_default_rule(lines: &[&[u8]]) -> u64 {
 fn engine_path(rules: &[(RuleInfo, CompiledQuery)], lines: &[&[u8]]) -> u64 {
     let queries: Vec<&CompiledQuery> = rules.iter().map(|(_, query)| query).collect();
     let projection = Projection::new(queries.iter().copied(), Input::Audit);
-    let sequences: Vec<&CompiledQuery> = queries
-        .iter()
-        .copied()
-        .filter(|query| query.kind() != QueryKind::Event)
-        .collect();
     let Ok(mut detector) = Detector::new(engine_rules(rules)) else {
         return 0;
     };
@@ -257,9 +252,7 @@ fn engine_path(rules: &[(RuleInfo, CompiledQuery)], lines: &[&[u8]]) -> u64 {
         };
         for event in line.events() {
             let found = detector.observe(id, event.projected());
-            let kept = sequences
-                .iter()
-                .any(|sequence| sequence.may_appear_in_hit(event.projected()));
+            let kept = detector.may_be_named_later(event.projected());
             if !found.is_empty() || kept {
                 std::hint::black_box(vigil::alert::event_metadata(event.whole()));
             }

@@ -78,18 +78,19 @@ pub struct Match {
     pub events: Vec<Option<u64>>,
 }
 
-/// At most this many conditions per rule are checked before evaluating it: more would read more fields per event
-/// than they save.
+/// At most this many conditions per alternative are checked before evaluating a rule: more would read more fields
+/// per event than they save.
 const CONDITIONS_PER_RULE: usize = 2;
 
-/// Tells, from a few fields read once per event, which rules cannot match it, so that they are not evaluated. Only
-/// plain event rules (no sequence, no pipes) are ever skipped, and only when a condition of their top-level `and`
-/// chain (`f == "x"`, `f in (…)`, `f in~ (…)`, see [`CompiledQuery::required_values`]) is false for the event.
+/// Tells, from a few fields read once per event, which rules the event cannot matter to, so that they are not fed
+/// it: a rule is skipped only when, for each alternative of its [`CompiledQuery::relevance`] (its filter; each
+/// stage of a sequence), some condition (`f == "x"`, `f in (…)`, `f in~ (…)`) is false for the event.
 #[derive(Default)]
 pub struct Prefilter {
     fields: Vec<IndexedField>,
-    /// The conditions (indexes into `holds`) each rule needs; empty for rules always evaluated.
-    rule_conditions: Vec<Vec<usize>>,
+    /// Per rule, the alternatives of conditions (indexes into `holds`) one of which an event must meet in full;
+    /// `None` for rules fed every event.
+    rule_conditions: Vec<Option<Vec<Vec<usize>>>>,
     /// Which conditions the last observed event meets.
     holds: Vec<bool>,
 }
@@ -106,19 +107,11 @@ struct IndexedField {
 
 impl Prefilter {
     pub fn new<'a>(queries: impl IntoIterator<Item = &'a CompiledQuery>) -> Self {
-        let required: Vec<Vec<eql::RequiredValues>> = queries
-            .into_iter()
-            .map(|query| {
-                if query.kind() == QueryKind::Event && !query.has_pipes() {
-                    query.required_values()
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
+        let relevance: Vec<Option<Vec<Vec<eql::RequiredValues>>>> =
+            queries.into_iter().map(CompiledQuery::relevance).collect();
         // Prefer the fields most rules test, so that few fields are read per event.
         let mut distinct: Vec<(&FieldReader, usize)> = Vec::new();
-        for condition in required.iter().flatten() {
+        for condition in relevance.iter().flatten().flatten().flatten() {
             match distinct
                 .iter_mut()
                 .find(|(f, _)| f.same_as(&condition.field))
@@ -138,14 +131,21 @@ impl Prefilter {
             rule_conditions: Vec::new(),
             holds: Vec::new(),
         };
-        for conditions in &required {
-            let mut chosen: Vec<&eql::RequiredValues> = conditions.iter().collect();
-            chosen.sort_by_key(|condition| std::cmp::Reverse(shared(&condition.field)));
-            chosen.truncate(CONDITIONS_PER_RULE);
-            let ids = chosen
-                .into_iter()
-                .map(|condition| prefilter.add(condition))
-                .collect();
+        for alternatives in &relevance {
+            let ids = alternatives.as_ref().map(|alternatives| {
+                alternatives
+                    .iter()
+                    .map(|conditions| {
+                        let mut chosen: Vec<&eql::RequiredValues> = conditions.iter().collect();
+                        chosen.sort_by_key(|condition| std::cmp::Reverse(shared(&condition.field)));
+                        chosen.truncate(CONDITIONS_PER_RULE);
+                        chosen
+                            .into_iter()
+                            .map(|condition| prefilter.add(condition))
+                            .collect()
+                    })
+                    .collect()
+            });
             prefilter.rule_conditions.push(ids);
         }
         prefilter
@@ -206,11 +206,14 @@ impl Prefilter {
         }
     }
 
-    /// Whether rule `index` may match the last observed event.
+    /// Whether the last observed event may matter to rule `index`.
     pub fn may_match(&self, index: usize) -> bool {
-        self.rule_conditions
-            .get(index)
-            .is_none_or(|conditions| conditions.iter().all(|id| self.holds[*id]))
+        match self.rule_conditions.get(index) {
+            Some(Some(alternatives)) => alternatives
+                .iter()
+                .any(|conditions| conditions.iter().all(|id| self.holds[*id])),
+            Some(None) | None => true,
+        }
     }
 }
 
@@ -282,6 +285,16 @@ impl Detector {
         Ok(())
     }
 
+    /// Whether a match found later may name `event`, the event last observed: it passed a stage of a sequence
+    /// rule. Callers keeping per-event data for such matches need it for these events only.
+    pub fn may_be_named_later(&self, event: &dyn Node) -> bool {
+        self.rules.iter().enumerate().any(|(index, (rule, _))| {
+            rule.query.kind() != QueryKind::Event
+                && self.prefilter.may_match(index)
+                && rule.query.may_appear_in_hit(event)
+        })
+    }
+
     pub fn rule(&self, index: usize) -> &Rule {
         &self.rules[index].0
     }
@@ -300,9 +313,12 @@ impl Detector {
         let mut matches = Vec::new();
         self.prefilter.observe(event);
         for (index, (rule, streamer)) in self.rules.iter_mut().enumerate() {
+            if !self.prefilter.may_match(index) {
+                continue;
+            }
             if rule.query.kind() == QueryKind::Event && !rule.query.has_pipes() {
                 // The common case needs no state: a plain filter.
-                if self.prefilter.may_match(index) && rule.query.matches(event) {
+                if rule.query.matches(event) {
                     matches.push(Match {
                         rule: index,
                         events: vec![Some(id)],

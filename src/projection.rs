@@ -51,7 +51,8 @@ impl Selection {
         let index = match self.children.iter().position(|(name, _)| name == segment) {
             Some(index) => index,
             None => {
-                self.children.push((segment.to_owned(), Selection::default()));
+                self.children
+                    .push((segment.to_owned(), Selection::default()));
                 self.children.len() - 1
             }
         };
@@ -224,9 +225,7 @@ impl<'l> ProjectedEvent<'l> {
 
     /// The whole event, for alert metadata (the pruned one if the line cannot be parsed whole).
     pub fn whole(&self) -> &'l Value {
-        self.line
-            .whole_event(self.index)
-            .unwrap_or(&Value::Null)
+        self.line.whole_event(self.index).unwrap_or(&Value::Null)
     }
 }
 
@@ -321,7 +320,12 @@ impl<'de> Visitor<'de> for Project<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<'de>, A::Error> {
-        let mut members: Vec<(Cow<'de, str>, Doc<'de>)> = Vec::new();
+        // A selected object holds at most one member per selected key.
+        let capacity = match self.0.whole {
+            true => 0,
+            false => self.0.children.len(),
+        };
+        let mut members: Vec<(Cow<'de, str>, Doc<'de>)> = Vec::with_capacity(capacity);
         while let Some(RawKey(key)) = map.next_key()? {
             let child = match self.0.whole {
                 true => Some(self.0),

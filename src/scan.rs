@@ -15,7 +15,7 @@ use crate::audit::event::MalformedReason;
 use crate::audit::lines::{Line, read_capped_line};
 use crate::crd::{AlertEvent, Severity};
 use crate::engine::{Detector, Input, Rule};
-use crate::eql::{CompiledQuery, QueryKind};
+use crate::eql::CompiledQuery;
 use crate::projection::{ProjectedEvent, Projection};
 
 pub mod follow;
@@ -127,11 +127,6 @@ pub fn scan(
         .collect();
     match Detector::new(engine_rules) {
         Ok(mut detector) => {
-            // Later hits can only name events that passed a sequence stage: only theirs are kept.
-            let sequences: Vec<&CompiledQuery> = queries
-                .iter()
-                .filter(|q| q.kind() != QueryKind::Event)
-                .collect();
             let mut recent: VecDeque<(u64, Origin, AlertEvent)> = VecDeque::new();
             let mut current: Vec<(u64, Origin, AlertEvent)> = Vec::new();
             for_each_event(
@@ -142,9 +137,8 @@ pub fn scan(
                 diagnostics,
                 |id, origin, event, summary| {
                     let matches = detector.observe(id, event.projected());
-                    let keep = sequences
-                        .iter()
-                        .any(|sequence| sequence.may_appear_in_hit(event.projected()));
+                    // Later hits can only name events that passed a sequence stage: only theirs are kept.
+                    let keep = detector.may_be_named_later(event.projected());
                     if matches.is_empty() && !keep {
                         return Ok(());
                     }

@@ -109,7 +109,9 @@ pub fn non_empty_line(line: &[u8]) -> Result<&[u8], MalformedReason> {
 }
 
 fn api_version(object: &dyn Node) -> Option<&str> {
-    object.get("apiVersion").and_then(|version| version.as_str())
+    object
+        .get("apiVersion")
+        .and_then(|version| version.as_str())
 }
 
 // Items of an EventList carry no kind/apiVersion of their own on every server version; an auditID is what every

@@ -7,15 +7,16 @@
 //! CompileOptions { fields: &dyn FieldMapper, timestamp_field, tiebreaker_field, event_category_field }
 //!     (CompileOptions::default(): PlainFields, "@timestamp", no tiebreaker, "event.category")
 //! FieldMapper::access(&str) -> FieldAccess::{Path(Vec<String>), Constant(Json), Computed(Arc<dyn Fn>)}
+//! Node: how documents are read (serde_json::Value implements it; callers may bring their own)
 //! CompiledQuery::kind() -> QueryKind::{Event, Sequence, Sample}; has_pipes() -> bool
-//! CompiledQuery::matches(&Json) -> bool                      event queries: does one document match
+//! CompiledQuery::matches(&dyn Node) -> bool                      event queries: does one document match
 //! CompiledQuery::search(&[Json], Option<usize>) -> Vec<Hit> batch search in ES result order, pipes applied
 //! CompiledQuery::streamer() -> Result<Streamer, CompileError> (refuses `tail` and `sample`)
-//! Streamer::push(u64, &Json) -> Vec<StreamHit>                documents in arrival order
+//! Streamer::push(u64, &dyn Node) -> Vec<StreamHit>            documents in arrival order
 //! Streamer::oldest_held_event() -> Option<u64>                 earliest event an open sequence still holds
 //! CompiledQuery::fields() -> &[String]                        every field the query reads (query names)
-//! CompiledQuery::may_appear_in_hit(&Json) -> bool             could a hit (found now or later) name this document
-//! CompiledQuery::required_values() -> Vec<RequiredValues>     field = one of some strings, for every match
+//! CompiledQuery::may_appear_in_hit(&dyn Node) -> bool           could a hit (found now or later) name this document
+//! CompiledQuery::relevance() -> Option<Vec<Vec<RequiredValues>>> which documents can change a query's results
 //! Hit { events: Vec<Option<usize>>, join_keys: Vec<Json> }    None = a missing-event (`![…]`) stage
 //! ParseError / CompileError wrap a Diagnostic whose Display shows the line with a `^^^` caret.
 //! ```
@@ -179,11 +180,15 @@ impl CompiledQuery {
         }
     }
 
-    /// Conditions from the top-level `and` chain of an event query (`f == "x"`, `f in ("x", "y")`, `f in~ (…)`)
-    /// that every document it matches meets; empty for sequences and samples.
-    pub fn required_values(&self) -> Vec<RequiredValues> {
-        match &self.plan.body {
-            Body::Event(filter) => filter
+    /// Which documents can change the query's results, as alternatives of conditions (`f == "x"`,
+    /// `f in ("x", "y")`, `f in~ (…)` from the top-level `and` chain of a filter): a document that meets no
+    /// alternative in full is neither matched nor remembered, so feeding it to the query can be skipped. `None`
+    /// when any document may matter. Event queries have one alternative; sequences one per stage (`until` and
+    /// missing-event stages included), unless a trailing missing-event stage makes every event's timestamp
+    /// matter; samples need every document.
+    pub fn relevance(&self) -> Option<Vec<Vec<RequiredValues>>> {
+        let conditions = |filter: &plan::EventFilter| {
+            let required: Vec<RequiredValues> = filter
                 .required_values()
                 .into_iter()
                 .map(|(field, values, case_insensitive)| RequiredValues {
@@ -191,8 +196,18 @@ impl CompiledQuery {
                     values,
                     case_insensitive,
                 })
+                .collect();
+            (!required.is_empty()).then_some(required)
+        };
+        match &self.plan.body {
+            Body::Event(filter) => Some(vec![conditions(filter)?]),
+            Body::Sequence(sequence) if sequence.trailing_missing.is_empty() => sequence
+                .stages
+                .iter()
+                .chain(&sequence.until)
+                .map(|stage| conditions(&stage.filter))
                 .collect(),
-            _ => Vec::new(),
+            Body::Sequence(_) | Body::Sample(_) => None,
         }
     }
 
