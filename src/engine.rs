@@ -136,8 +136,18 @@ impl Prefilter {
                 alternatives
                     .iter()
                     .map(|conditions| {
-                        let mut chosen: Vec<&eql::RequiredValues> = conditions.iter().collect();
-                        chosen.sort_by_key(|condition| std::cmp::Reverse(shared(&condition.field)));
+                        // A constant field tells nothing about the event; of the others, prefer fields read for
+                        // other rules too, then the conditions fewest values meet.
+                        let mut chosen: Vec<&eql::RequiredValues> = conditions
+                            .iter()
+                            .filter(|condition| !condition.field.is_constant())
+                            .collect();
+                        chosen.sort_by_key(|condition| {
+                            (
+                                std::cmp::Reverse(shared(&condition.field)),
+                                condition.values.len(),
+                            )
+                        });
                         chosen.truncate(CONDITIONS_PER_RULE);
                         chosen
                             .into_iter()

@@ -36,6 +36,13 @@ pub struct Projection {
 struct Selection {
     whole: bool,
     children: Vec<(String, Selection)>,
+    /// Bit `n % 64` is set for a child of `n` bytes: every key of every line is looked up, and most are ruled
+    /// out by their length alone.
+    child_lengths: u64,
+}
+
+fn length_bit(segment: &str) -> u64 {
+    1 << (segment.len() % 64)
 }
 
 impl Selection {
@@ -53,6 +60,7 @@ impl Selection {
             None => {
                 self.children
                     .push((segment.to_owned(), Selection::default()));
+                self.child_lengths |= length_bit(segment);
                 self.children.len() - 1
             }
         };
@@ -80,19 +88,25 @@ impl Selection {
     }
 
     fn segment(&self, segment: &str) -> Option<&Selection> {
+        if self.child_lengths & length_bit(segment) == 0 {
+            return None;
+        }
+        // Keys of one length often differ in their first byte: compared before calling memcmp.
+        let first = segment.as_bytes().first();
         self.children
             .iter()
-            .find(|(name, _)| name == segment)
+            .find(|(name, _)| name.as_bytes().first() == first && name == segment)
             .map(|(_, child)| child)
     }
 }
 
 impl Projection {
-    /// What `queries` (compiled for `input`) read, plus what telling audit events from other lines needs.
+    /// What `queries` (compiled for `input`) read when streamed (see [`CompiledQuery::fields_streamed`]), plus
+    /// what telling audit events from other lines needs.
     pub fn new<'a>(queries: impl IntoIterator<Item = &'a CompiledQuery>, input: Input) -> Self {
         let mut event = Selection::default();
         for query in queries {
-            for field in query.fields() {
+            for field in query.fields_streamed() {
                 for path in raw_paths_read(field, input) {
                     event.insert(&path);
                 }
@@ -120,7 +134,7 @@ impl Projection {
             input,
             line: Selection {
                 whole: true,
-                children: Vec::new(),
+                ..Selection::default()
             },
         }
     }

@@ -353,8 +353,9 @@ fn projected_lines_give_the_same_matches_as_whole_events() {
     );
 }
 
-/// The detector skips rules whose `f == "x"` / `f in (…)` condition an event fails without evaluating them: it must
-/// find exactly what evaluating every rule on every event finds, through values that compare in unusual ways.
+/// The detector skips rules whose `f == "x"` / `f in (…)` condition an event fails (for sequences: the conditions of
+/// every stage) without evaluating them: it must find exactly what evaluating every rule on every event finds,
+/// through values that compare in unusual ways.
 #[test]
 fn rule_prefilter_finds_the_same_matches_as_evaluating_every_rule() {
     let mut queries: Vec<CompiledQuery> = example_rules().iter().map(compiled).collect();
@@ -366,6 +367,17 @@ fn rule_prefilter_finds_the_same_matches_as_evaluating_every_rule() {
         r#"any where kubernetes.audit.responseStatus.code in ("404", 409) and event.action == "get""#,
         r#"any where source.ip in ("10.0.0.1", "192.168.1.1") or user.name == "alice""#,
         r#"any where not kubernetes.audit.objectRef.resource == "pods" and event.action == "delete""#,
+        // Sequences are skipped only when no stage (missing-event and `until` stages included) can match.
+        r#"sequence by user.name with maxspan=1m
+             [any where event.action == "get" and kubernetes.audit.objectRef.resource == "secrets"]
+             ![any where event.action == "delete"]
+             [any where event.action == "list" and kubernetes.audit.objectRef.resource == "secrets"]"#,
+        r#"sequence by user.name with maxspan=1m
+             [any where event.action == "create"] [any where event.action == "delete"]
+           until [any where event.action == "patch"]"#,
+        r#"sequence by user.name with maxspan=1s
+             [any where event.action == "create" and kubernetes.audit.objectRef.resource == "pods"]
+             ![any where event.action == "delete"]"#,
     ] {
         queries.push(engine::compile_query(query, Input::Audit).unwrap());
     }

@@ -111,6 +111,10 @@ impl ResolvedField {
         }
     }
 
+    pub fn is_constant(&self) -> bool {
+        matches!(self.reader, Reader::Constant(_))
+    }
+
     /// Whether both read the same values from any document (computed fields only if they share the function).
     pub fn same_as(&self, other: &ResolvedField) -> bool {
         match (&self.reader, &other.reader) {

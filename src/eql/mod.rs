@@ -15,6 +15,7 @@
 //! Streamer::push(u64, &dyn Node) -> Vec<StreamHit>            documents in arrival order
 //! Streamer::oldest_held_event() -> Option<u64>                 earliest event an open sequence still holds
 //! CompiledQuery::fields() -> &[String]                        every field the query reads (query names)
+//! CompiledQuery::fields_streamed() -> &[String]               those a Streamer reads (no timestamp for event queries)
 //! CompiledQuery::may_appear_in_hit(&dyn Node) -> bool           could a hit (found now or later) name this document
 //! CompiledQuery::relevance() -> Option<Vec<Vec<RequiredValues>>> which documents can change a query's results
 //! Hit { events: Vec<Option<usize>>, join_keys: Vec<Json> }    None = a missing-event (`![…]`) stage
@@ -120,6 +121,11 @@ impl FieldReader {
     pub fn same_as(&self, other: &FieldReader) -> bool {
         self.0.same_as(&other.0)
     }
+
+    /// Whether it reads the same value from every document.
+    pub fn is_constant(&self) -> bool {
+        self.0.is_constant()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +176,12 @@ impl CompiledQuery {
     /// Every field the query reads, by query name (before mapping), including the timestamp/tiebreaker/category.
     pub fn fields(&self) -> &[String] {
         &self.plan.fields_read
+    }
+
+    /// The fields its [`Streamer`] (and [`matches`](Self::matches)) read: [`fields`](Self::fields) without the
+    /// timestamp and tiebreaker for event queries, which only [`search`](Self::search) orders by.
+    pub fn fields_streamed(&self) -> &[String] {
+        &self.plan.fields_streamed
     }
 
     /// Whether one document matches an event query (always false for sequences and samples).

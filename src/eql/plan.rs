@@ -161,6 +161,8 @@ pub(crate) struct Plan {
     pub timestamp: ResolvedField,
     pub tiebreaker: Option<ResolvedField>,
     pub fields_read: Vec<String>,
+    /// What a `Streamer` reads: event queries never read the timestamp or tiebreaker on a stream.
+    pub fields_streamed: Vec<String>,
 }
 
 pub(crate) fn compile_plan(
@@ -188,16 +190,21 @@ pub(crate) fn compile_plan(
             Body::Sample(SamplePlan { stages })
         }
     };
+    let body_fields = compiler.exprs.fields_read.clone();
     let timestamp = compiler.exprs.field(&options.timestamp_field);
     let tiebreaker = options
         .tiebreaker_field
         .as_deref()
         .map(|name| compiler.exprs.field(name));
     Ok(Plan {
-        body,
         pipes: query.pipes.clone(),
         timestamp,
         tiebreaker,
+        fields_streamed: match body {
+            Body::Event(_) => body_fields,
+            Body::Sequence(_) | Body::Sample(_) => compiler.exprs.fields_read.clone(),
+        },
+        body,
         fields_read: compiler.exprs.fields_read,
     })
 }
