@@ -246,8 +246,10 @@ fn engine_path(rules: &[(RuleInfo, CompiledQuery)], lines: &[&[u8]]) -> u64 {
     };
     let mut matches = 0;
     let mut id = 0;
+    let mut arena = bumpalo::Bump::new();
     for line in lines {
-        let Ok(line) = projection.read_line(line) else {
+        arena.reset();
+        let Ok(line) = projection.read_line(line, &arena) else {
             continue;
         };
         for event in line.events() {

@@ -237,6 +237,8 @@ fn for_each_event(
     };
     let mut next_id = 0u64;
     let mut buffer = Vec::new();
+    // Holds the projected objects of one line at a time.
+    let mut arena = bumpalo::Bump::new();
     for path in files {
         let name: Arc<str> = if path.as_os_str() == "-" {
             "<stdin>".into()
@@ -268,9 +270,10 @@ fn for_each_event(
                 file: name.clone(),
                 line: line_number,
             };
+            arena.reset();
             let parsed = match line {
                 Line::Oversized => Err(MalformedReason::Oversized),
-                _ => projection.read_line(&buffer),
+                _ => projection.read_line(&buffer, &arena),
             };
             match parsed {
                 Ok(line) => {

@@ -307,8 +307,11 @@ fn projected_lines_give_the_same_matches_as_whole_events() {
     });
     let projection = Projection::new(&queries, Input::Audit);
     let mut whole_events_agree = true;
+    // One arena for every line, reset between them, as `vigil scan` uses it.
+    let mut arena = bumpalo::Bump::new();
     let (projected, projected_outcomes) = matches_over(&queries, &lines, |line, observe| {
-        let read = projection.read_line(line.as_bytes())?;
+        arena.reset();
+        let read = projection.read_line(line.as_bytes(), &arena)?;
         let whole_again: Vec<Value> = read.events().map(|event| event.whole().clone()).collect();
         whole_events_agree &= parse_audit_line(line.as_bytes()) == Ok(whole_again);
         for event in read.events() {
