@@ -237,10 +237,13 @@ fn hand_written_default_rule(lines: &[&[u8]]) -> u64 {
 }
 
 /// (c), (d): what `vigil scan` does per line, without the file and the output: project the line, feed its events
-/// to the detector, and read matched events (and events a sequence may name later) whole for alert metadata.
+/// to the detector, and read the alert metadata of matched events (and of events a sequence may name later).
 fn engine_path(rules: &[(RuleInfo, CompiledQuery)], lines: &[&[u8]]) -> u64 {
     let queries: Vec<&CompiledQuery> = rules.iter().map(|(_, query)| query).collect();
-    let projection = Projection::new(queries.iter().copied(), Input::Audit);
+    let shown = vigil::alert::METADATA_PATHS
+        .into_iter()
+        .map(|path| path.iter().map(|segment| segment.to_string()).collect());
+    let projection = Projection::new(queries.iter().copied(), Input::Audit).showing(shown);
     let Ok(mut detector) = Detector::new(engine_rules(rules)) else {
         return 0;
     };
@@ -256,7 +259,7 @@ fn engine_path(rules: &[(RuleInfo, CompiledQuery)], lines: &[&[u8]]) -> u64 {
             let found = detector.observe(id, event.projected());
             let kept = detector.may_be_named_later(event.projected());
             if !found.is_empty() || kept {
-                std::hint::black_box(vigil::alert::event_metadata(event.whole()));
+                std::hint::black_box(vigil::alert::event_metadata(event.shown()));
             }
             matches += found.len() as u64;
             id += 1;

@@ -32,6 +32,8 @@ use crate::eql::{CompiledQuery, Kind, Node};
 pub struct Projection {
     input: Input,
     line: Selection,
+    /// What [`ProjectedEvent::shown`] reads, if more than `line`.
+    shown: Option<Selection>,
 }
 
 /// A tree of raw key segments; a path ending at a node keeps its whole value.
@@ -107,28 +109,26 @@ impl Projection {
     /// What `queries` (compiled for `input`) read when streamed (see [`CompiledQuery::fields_streamed`]), plus
     /// what telling audit events from other lines needs.
     pub fn new<'a>(queries: impl IntoIterator<Item = &'a CompiledQuery>, input: Input) -> Self {
-        let mut event = Selection::default();
-        for query in queries {
-            for field in query.fields_streamed() {
-                for path in raw_paths_read(field, input) {
-                    event.insert(&path);
-                }
-            }
+        let paths = queries.into_iter().flat_map(|query| {
+            query
+                .fields_streamed()
+                .iter()
+                .flat_map(|field| raw_paths_read(field, input))
+        });
+        Projection {
+            input,
+            line: line_selection(paths, input),
+            shown: None,
         }
-        let line = match input {
-            Input::Audit => {
-                for key in ["kind", "apiVersion", "auditID"] {
-                    event.insert(&[key.to_owned()]);
-                }
-                // A line is an event or an EventList of them: `items` holds events, as well as being a field of
-                // an event line that some rule might read.
-                let mut line = event.clone();
-                line.child_mut("items").merge(&event);
-                line
-            }
-            Input::Ecs => event,
-        };
-        Projection { input, line }
+    }
+
+    /// Also reads `paths` of each event (raw-event paths, or document paths for ECS input), on demand, for the
+    /// events shown to users ([`ProjectedEvent::shown`]): the whole event need not be parsed for them.
+    pub fn showing(self, paths: impl IntoIterator<Item = Vec<String>>) -> Self {
+        Projection {
+            shown: Some(line_selection(paths, self.input)),
+            ..self
+        }
     }
 
     /// Reads whole lines: for rules that need whole events anyway, and as the reference projections must match.
@@ -139,6 +139,7 @@ impl Projection {
                 whole: true,
                 ..Selection::default()
             },
+            shown: None,
         }
     }
 
@@ -154,31 +155,63 @@ impl Projection {
         arena: &'a Bump,
     ) -> Result<ProjectedLine<'a>, MalformedReason> {
         let text = non_empty_line(line)?;
-        let mut deserializer = serde_json::Deserializer::from_slice(text);
-        let value = Project {
-            selection: &self.line,
-            arena,
-        }
-        .deserialize(&mut deserializer)
-        .and_then(|value| deserializer.end().map(|()| value))
-        .map_err(|_| MalformedReason::InvalidJson)?;
-        let events = match self.input {
-            Input::Audit => match (line_shape(&value)?, value) {
-                (LineShape::Event, _) => std::slice::from_ref(arena.alloc(value)),
-                (LineShape::EventList, _) => match value.get("items") {
-                    Some(Doc::Array(items)) => items,
-                    _ => return Err(MalformedReason::NotAuditEvent),
-                },
-            },
-            Input::Ecs if value.kind() == Kind::Object => std::slice::from_ref(arena.alloc(value)),
-            Input::Ecs => return Err(MalformedReason::NotAuditEvent),
-        };
         Ok(ProjectedLine {
             projection: self,
             text,
-            events,
+            events: self.events(&self.line, text, arena)?,
+            arena,
+            shown_events: OnceCell::new(),
             whole_events: OnceCell::new(),
         })
+    }
+
+    /// The events of `text` as `selection` keeps them.
+    fn events<'a>(
+        &self,
+        selection: &Selection,
+        text: &'a [u8],
+        arena: &'a Bump,
+    ) -> Result<&'a [Doc<'a>], MalformedReason> {
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let value = Project { selection, arena }
+            .deserialize(&mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value))
+            .map_err(|_| MalformedReason::InvalidJson)?;
+        match self.input {
+            Input::Audit => match line_shape(&value)? {
+                LineShape::Event => Ok(std::slice::from_ref(arena.alloc(value))),
+                LineShape::EventList => match value.get("items") {
+                    Some(Doc::Array(items)) => Ok(items),
+                    _ => Err(MalformedReason::NotAuditEvent),
+                },
+            },
+            Input::Ecs if value.kind() == Kind::Object => {
+                Ok(std::slice::from_ref(arena.alloc(value)))
+            }
+            Input::Ecs => Err(MalformedReason::NotAuditEvent),
+        }
+    }
+}
+
+/// What to keep of a line for events of which `paths` are read, plus what telling audit events from other lines
+/// needs.
+fn line_selection(paths: impl IntoIterator<Item = Vec<String>>, input: Input) -> Selection {
+    let mut event = Selection::default();
+    for path in paths {
+        event.insert(&path);
+    }
+    match input {
+        Input::Audit => {
+            for key in ["kind", "apiVersion", "auditID"] {
+                event.insert(&[key.to_owned()]);
+            }
+            // A line is an event or an EventList of them: `items` holds events, as well as being a field of an
+            // event line that some rule might read.
+            let mut line = event.clone();
+            line.child_mut("items").merge(&event);
+            line
+        }
+        Input::Ecs => event,
     }
 }
 
@@ -195,12 +228,14 @@ pub struct ProjectedLine<'a> {
     projection: &'a Projection,
     text: &'a [u8],
     events: &'a [Doc<'a>],
+    arena: &'a Bump,
+    shown_events: OnceCell<Option<&'a [Doc<'a>]>>,
     whole_events: OnceCell<Vec<Value>>,
 }
 
-impl ProjectedLine<'_> {
+impl<'a> ProjectedLine<'a> {
     /// The line's events, in order.
-    pub fn events(&self) -> impl Iterator<Item = ProjectedEvent<'_>> {
+    pub fn events(&self) -> impl Iterator<Item = ProjectedEvent<'_, 'a>> {
         self.events
             .iter()
             .enumerate()
@@ -209,6 +244,16 @@ impl ProjectedLine<'_> {
                 index,
                 projected,
             })
+    }
+
+    /// The `index`th event as [`Projection::showing`] reads it, parsing the line again the first time one is
+    /// asked for.
+    fn shown_event(&self, index: usize) -> Option<&'a Doc<'a>> {
+        let shown = self.projection.shown.as_ref()?;
+        let events = self
+            .shown_events
+            .get_or_init(|| self.projection.events(shown, self.text, self.arena).ok());
+        events.and_then(|events| events.get(index))
     }
 
     /// The `index`th event in full, parsing the line again the first time one is asked for. A line only the
@@ -233,16 +278,22 @@ impl ProjectedLine<'_> {
 
 /// One event of a line read through a projection.
 #[derive(Clone, Copy)]
-pub struct ProjectedEvent<'l> {
-    line: &'l ProjectedLine<'l>,
+pub struct ProjectedEvent<'l, 'a> {
+    line: &'l ProjectedLine<'a>,
     index: usize,
-    projected: &'l Doc<'l>,
+    projected: &'a Doc<'a>,
 }
 
-impl<'l> ProjectedEvent<'l> {
+impl<'l, 'a> ProjectedEvent<'l, 'a> {
     /// The event pruned to what the rules read: what to evaluate them on.
-    pub fn projected(&self) -> &'l Doc<'l> {
+    pub fn projected(&self) -> &'a Doc<'a> {
         self.projected
+    }
+
+    /// The event as [`Projection::showing`] reads it: what to show users (the projected one when no such paths
+    /// were given, or if the line does not parse again with them).
+    pub fn shown(&self) -> &'a Doc<'a> {
+        self.line.shown_event(self.index).unwrap_or(self.projected)
     }
 
     /// The whole event, for alert metadata (the pruned one if the line cannot be parsed whole).
@@ -538,6 +589,34 @@ mod tests {
             );
             assert_eq!(projected.whole(), &event());
         }
+    }
+
+    #[test]
+    fn shown_events_hold_what_alert_metadata_reads() {
+        let query = compile_query(r#"any where event.action == "create""#, Input::Audit).unwrap();
+        let shown = crate::alert::METADATA_PATHS
+            .into_iter()
+            .map(|path| path.iter().map(|segment| segment.to_string()).collect());
+        let projection = Projection::new([&query], Input::Audit).showing(shown);
+        let mut event = event();
+        event["requestURI"] = json!("/api/v1/pods?token=x");
+        event["responseStatus"] = json!({"code": 201, "message": "created"});
+        event["annotations"]["authorization.k8s.io/reason"] = json!("RBAC");
+        let line = event.to_string();
+        let arena = Bump::new();
+        let read = projection.read_line(line.as_bytes(), &arena).unwrap();
+        let projected = read.events().next().unwrap();
+        assert_eq!(
+            crate::alert::event_metadata(projected.shown()),
+            crate::alert::event_metadata(&event)
+        );
+        assert!(
+            projected
+                .shown()
+                .get("requestObject")
+                .is_some_and(|object| object.get("spec").is_none()),
+            "bodies are not read"
+        );
     }
 
     #[test]

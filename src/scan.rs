@@ -15,7 +15,7 @@ use crate::audit::event::MalformedReason;
 use crate::audit::lines::{Line, read_capped_line};
 use crate::crd::{AlertEvent, Severity};
 use crate::engine::{Detector, Input, Rule};
-use crate::eql::CompiledQuery;
+use crate::eql::{CompiledQuery, Node};
 use crate::projection::{ProjectedEvent, Projection};
 
 pub mod follow;
@@ -132,7 +132,7 @@ pub fn scan(
             for_each_event(
                 files,
                 config,
-                &Projection::new(&queries, config.input),
+                &Projection::new(&queries, config.input).showing(metadata_paths(config.input)),
                 &mut summary,
                 diagnostics,
                 |id, origin, event, summary| {
@@ -143,7 +143,7 @@ pub fn scan(
                         return Ok(());
                     }
                     current.clear();
-                    current.push((id, origin.clone(), metadata(config.input, event.whole())));
+                    current.push((id, origin.clone(), metadata(config.input, event.shown())));
                     for found in matches {
                         summary.matches += 1;
                         let events: Vec<(Origin, AlertEvent)> = found
@@ -210,13 +210,30 @@ pub fn scan(
     Ok(summary)
 }
 
-fn metadata(input: Input, event: &Value) -> AlertEvent {
+fn metadata(input: Input, event: &dyn Node) -> AlertEvent {
     match input {
         Input::Audit => alert::event_metadata(event),
-        Input::Ecs => {
-            alert::event_metadata(event.pointer("/kubernetes/audit").unwrap_or(&Value::Null))
-        }
+        Input::Ecs => match event.get("kubernetes").and_then(|k8s| k8s.get("audit")) {
+            Some(audit) => alert::event_metadata(audit),
+            None => alert::event_metadata(&Value::Null),
+        },
     }
+}
+
+/// Where [`metadata`] reads in the events of `input`.
+fn metadata_paths(input: Input) -> impl Iterator<Item = Vec<String>> {
+    // The `kubernetes.audit` object of an ECS document holds what the raw event holds.
+    let prefix: &[&str] = match input {
+        Input::Audit => &[],
+        Input::Ecs => &["kubernetes", "audit"],
+    };
+    alert::METADATA_PATHS.into_iter().map(move |path| {
+        prefix
+            .iter()
+            .chain(path)
+            .map(|segment| (*segment).to_owned())
+            .collect()
+    })
 }
 
 /// Reads every input line by line, hands each event (with a running id and its origin) to `handle`, and reports
@@ -227,7 +244,7 @@ fn for_each_event(
     projection: &Projection,
     summary: &mut Summary,
     diagnostics: &mut dyn Write,
-    mut handle: impl FnMut(u64, &Origin, ProjectedEvent<'_>, &mut Summary) -> Result<(), ScanError>,
+    mut handle: impl FnMut(u64, &Origin, ProjectedEvent<'_, '_>, &mut Summary) -> Result<(), ScanError>,
 ) -> Result<(), ScanError> {
     let stdin_only = [PathBuf::from("-")];
     let files = if files.is_empty() {

@@ -3,17 +3,38 @@
 
 pub mod writer;
 
-use serde_json::Value;
-
 use crate::crd::{AlertEvent, AlertObjectRef, AlertUser};
+use crate::eql::{Kind, Node};
+
+/// Where [`event_metadata`] reads: a reader may skip everything else of an event.
+pub const METADATA_PATHS: [&[&str]; 17] = [
+    &["auditID"],
+    &["stage"],
+    &["requestReceivedTimestamp"],
+    &["stageTimestamp"],
+    &["verb"],
+    &["user"],
+    &["impersonatedUser"],
+    &["sourceIPs"],
+    &["userAgent"],
+    &["objectRef"],
+    &["responseObject", "metadata", "name"],
+    &["responseObject", "metadata", "uid"],
+    &["requestObject", "metadata", "name"],
+    &["requestObject", "metadata", "uid"],
+    &["requestURI"],
+    &["responseStatus", "code"],
+    &["annotations"],
+];
 
 /// The safe metadata of one raw audit event. Also accepts the `kubernetes.audit` object of an ECS document, whose
 /// annotation keys have `.` replaced by `_`.
-pub fn event_metadata(audit: &Value) -> AlertEvent {
-    let text = |pointer: &str| {
+pub fn event_metadata(audit: &dyn Node) -> AlertEvent {
+    let at = |path: &[&str]| path.iter().try_fold(audit, |node, key| node.get(key));
+    let text = |key: &str| {
         audit
-            .pointer(pointer)
-            .and_then(Value::as_str)
+            .get(key)
+            .and_then(|value| value.as_str())
             .map(str::to_string)
     };
     let annotation = |key: &str| {
@@ -21,19 +42,19 @@ pub fn event_metadata(audit: &Value) -> AlertEvent {
         annotations
             .get(key)
             .or_else(|| annotations.get(key.replace('.', "_").as_str()))
-            .and_then(Value::as_str)
+            .and_then(|value| value.as_str())
             .map(str::to_string)
     };
     AlertEvent {
-        audit_id: text("/auditID").unwrap_or_default(),
-        stage: text("/stage"),
-        request_received_timestamp: text("/requestReceivedTimestamp"),
-        stage_timestamp: text("/stageTimestamp"),
-        verb: text("/verb"),
+        audit_id: text("auditID").unwrap_or_default(),
+        stage: text("stage"),
+        request_received_timestamp: text("requestReceivedTimestamp"),
+        stage_timestamp: text("stageTimestamp"),
+        verb: text("verb"),
         user: user_info(audit.get("user")).unwrap_or_default(),
         impersonated_user: user_info(audit.get("impersonatedUser")),
         source_ips: strings(audit.get("sourceIPs")),
-        user_agent: text("/userAgent"),
+        user_agent: text("userAgent"),
         object_ref: audit.get("objectRef").map(|object| AlertObjectRef {
             api_group: non_empty(object.get("apiGroup")),
             api_version: non_empty(object.get("apiVersion")),
@@ -42,24 +63,24 @@ pub fn event_metadata(audit: &Value) -> AlertEvent {
             namespace: non_empty(object.get("namespace")),
             // A create names its object only in the body: take just the name from there.
             name: non_empty(object.get("name"))
-                .or_else(|| non_empty(audit.pointer("/responseObject/metadata/name")))
-                .or_else(|| non_empty(audit.pointer("/requestObject/metadata/name"))),
+                .or_else(|| non_empty(at(&["responseObject", "metadata", "name"])))
+                .or_else(|| non_empty(at(&["requestObject", "metadata", "name"]))),
             // The audited object's uid is only known from the response (or request) object.
             uid: non_empty(object.get("uid"))
-                .or_else(|| non_empty(audit.pointer("/responseObject/metadata/uid")))
-                .or_else(|| non_empty(audit.pointer("/requestObject/metadata/uid"))),
+                .or_else(|| non_empty(at(&["responseObject", "metadata", "uid"])))
+                .or_else(|| non_empty(at(&["requestObject", "metadata", "uid"]))),
         }),
-        request_uri: text("/requestURI").map(|uri| mask_request_uri(&uri)),
-        response_code: audit
-            .pointer("/responseStatus/code")
-            .and_then(Value::as_i64)
-            .and_then(|code| i32::try_from(code).ok()),
+        request_uri: text("requestURI").map(|uri| mask_request_uri(&uri)),
+        response_code: match at(&["responseStatus", "code"]).map(|code| code.kind()) {
+            Some(Kind::Int(code)) => i32::try_from(code).ok(),
+            _ => None,
+        },
         decision: annotation("authorization.k8s.io/decision"),
         reason: annotation("authorization.k8s.io/reason"),
     }
 }
 
-fn user_info(user: Option<&Value>) -> Option<AlertUser> {
+fn user_info(user: Option<&dyn Node>) -> Option<AlertUser> {
     let user = user?;
     Some(AlertUser {
         username: non_empty(user.get("username")),
@@ -68,24 +89,22 @@ fn user_info(user: Option<&Value>) -> Option<AlertUser> {
     })
 }
 
-fn non_empty(value: Option<&Value>) -> Option<String> {
+fn non_empty(value: Option<&dyn Node>) -> Option<String> {
     value
-        .and_then(Value::as_str)
+        .and_then(|value| value.as_str())
         .filter(|s| !s.is_empty())
         .map(str::to_string)
 }
 
-fn strings(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+fn strings(value: Option<&dyn Node>) -> Vec<String> {
+    let mut strings = Vec::new();
+    if let Some(items) = value.filter(|value| value.kind() == Kind::Array) {
+        items.any_item(&mut |item| {
+            strings.extend(item.as_str().map(str::to_string));
+            false
+        });
+    }
+    strings
 }
 
 /// Query parameters whose names contain one of these (case-insensitively) carry credentials.
@@ -177,7 +196,7 @@ fn describe_object(event: &AlertEvent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn anonymous_pod_create() -> Value {
         json!({
