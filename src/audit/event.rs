@@ -59,17 +59,17 @@ pub enum LineShape {
 
 /// Tells an audit event or event list from any other JSON value, whatever represents the line.
 pub fn line_shape(line: &dyn Node) -> Result<LineShape, MalformedReason> {
-    if line.kind() != Kind::Object {
-        return Err(MalformedReason::NotAuditEvent);
-    }
-    match line.get("kind").and_then(|kind| kind.as_str()) {
-        Some("Event") if is_audit_event(line) => Ok(LineShape::Event),
-        Some("EventList") if api_version(line) == Some(AUDIT_API_VERSION) => {
-            let items = line
-                .get("items")
+    let envelope = Envelope::of(line).ok_or(MalformedReason::NotAuditEvent)?;
+    match envelope.kind.and_then(|kind| kind.as_str()) {
+        Some("Event") if envelope.is_audit_event() => Ok(LineShape::Event),
+        Some("EventList") if envelope.api_version() == Some(AUDIT_API_VERSION) => {
+            let items = envelope
+                .items
                 .filter(|items| items.kind() == Kind::Array)
                 .ok_or(MalformedReason::NotAuditEvent)?;
-            let all_events = !items.any_item(&mut |item| !is_audit_event(item));
+            let all_events = !items.any_item(&mut |item| {
+                !Envelope::of(item).is_some_and(|item| item.is_audit_event())
+            });
             if all_events {
                 Ok(LineShape::EventList)
             } else {
@@ -77,6 +77,54 @@ pub fn line_shape(line: &dyn Node) -> Result<LineShape, MalformedReason> {
             }
         }
         _ => Err(MalformedReason::NotAuditEvent),
+    }
+}
+
+/// The members of an object that tell an audit event (or event list) from other JSON, found in one pass.
+#[derive(Default)]
+struct Envelope<'n> {
+    kind: Option<&'n dyn Node>,
+    api_version: Option<&'n dyn Node>,
+    audit_id: Option<&'n dyn Node>,
+    items: Option<&'n dyn Node>,
+}
+
+impl<'n> Envelope<'n> {
+    /// `None` when `object` is not an object.
+    fn of(object: &'n dyn Node) -> Option<Self> {
+        if object.kind() != Kind::Object {
+            return None;
+        }
+        let mut envelope = Envelope::default();
+        object.any_entry(&mut |key, value| {
+            match key {
+                "kind" => envelope.kind = Some(value),
+                "apiVersion" => envelope.api_version = Some(value),
+                "auditID" => envelope.audit_id = Some(value),
+                "items" => envelope.items = Some(value),
+                _ => {}
+            }
+            false
+        });
+        Some(envelope)
+    }
+
+    fn api_version(&self) -> Option<&'n str> {
+        self.api_version.and_then(|version| version.as_str())
+    }
+
+    // Items of an EventList carry no kind/apiVersion of their own on every server version; an auditID is what
+    // every audit event has.
+    fn is_audit_event(&self) -> bool {
+        let kind_ok = self.kind.is_none_or(|kind| kind.as_str() == Some("Event"));
+        let version_ok = self
+            .api_version()
+            .is_none_or(|version| version == AUDIT_API_VERSION);
+        kind_ok
+            && version_ok
+            && self
+                .audit_id
+                .is_some_and(|id| matches!(id.kind(), Kind::Str(_)))
     }
 }
 
@@ -106,27 +154,6 @@ pub fn non_empty_line(line: &[u8]) -> Result<&[u8], MalformedReason> {
     } else {
         Ok(line)
     }
-}
-
-fn api_version(object: &dyn Node) -> Option<&str> {
-    object
-        .get("apiVersion")
-        .and_then(|version| version.as_str())
-}
-
-// Items of an EventList carry no kind/apiVersion of their own on every server version; an auditID is what every
-// audit event has.
-fn is_audit_event(object: &dyn Node) -> bool {
-    let kind_ok = object
-        .get("kind")
-        .is_none_or(|kind| kind.as_str() == Some("Event"));
-    let version_ok = api_version(object).is_none_or(|version| version == AUDIT_API_VERSION);
-    object.kind() == Kind::Object
-        && kind_ok
-        && version_ok
-        && object
-            .get("auditID")
-            .is_some_and(|id| matches!(id.kind(), Kind::Str(_)))
 }
 
 #[cfg(test)]
