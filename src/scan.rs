@@ -275,12 +275,9 @@ fn for_each_event(
             ))
         };
         let mut line_number = 0u64;
-        loop {
-            let line = read_capped_line(&mut reader, &mut buffer, config.max_line_bytes)
-                .map_err(unreadable)?;
-            if line == Line::End {
-                break;
-            }
+        let mut handle_line = |text: Result<&[u8], MalformedReason>,
+                               summary: &mut Summary|
+         -> Result<(), ScanError> {
             line_number += 1;
             summary.lines += 1;
             let origin = Origin {
@@ -288,21 +285,18 @@ fn for_each_event(
                 line: line_number,
             };
             arena.reset();
-            let parsed = match line {
-                Line::Oversized => Err(MalformedReason::Oversized),
-                _ => projection.read_line(&buffer, &arena),
-            };
-            match parsed {
+            match text.and_then(|text| projection.read_line(text, &arena)) {
                 Ok(line) => {
                     for event in line.events() {
                         summary.events += 1;
                         handle(next_id, &origin, event, summary)?;
                         next_id += 1;
                     }
+                    Ok(())
                 }
                 Err(reason) => {
                     *summary.skipped.entry(reason.as_str()).or_default() += 1;
-                    let prefix: String = String::from_utf8_lossy(&buffer)
+                    let prefix: String = String::from_utf8_lossy(text.unwrap_or_default())
                         .chars()
                         .take(MALFORMED_PREFIX_CHARS)
                         .collect();
@@ -311,8 +305,31 @@ fn for_each_event(
                         "{}:{}: skipped: {reason} (starts with {prefix:?})",
                         origin.file, origin.line
                     )
-                    .map_err(ScanError::Output)?;
+                    .map_err(ScanError::Output)
                 }
+            }
+        };
+        loop {
+            // A line wholly in the reader's buffer is read where it is; others are gathered into `buffer`.
+            let in_place = match reader.fill_buf() {
+                Ok(available) => {
+                    memchr::memchr(b'\n', available).filter(|end| *end <= config.max_line_bytes)
+                }
+                Err(_) => None,
+            };
+            if let Some(end) = in_place {
+                // Returns the same bytes: nothing was consumed since.
+                let available = reader.fill_buf().map_err(unreadable)?;
+                handle_line(Ok(&available[..end]), summary)?;
+                reader.consume(end + 1);
+                continue;
+            }
+            match read_capped_line(&mut reader, &mut buffer, config.max_line_bytes)
+                .map_err(unreadable)?
+            {
+                Line::End => break,
+                Line::Oversized => handle_line(Err(MalformedReason::Oversized), summary)?,
+                Line::Complete => handle_line(Ok(&buffer), summary)?,
             }
         }
     }
@@ -384,5 +401,91 @@ impl Printer<'_> {
             }
         };
         written.map_err(ScanError::Output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::compile_query;
+
+    fn event_line(audit_id: &str, verb: &str, padding: usize) -> String {
+        serde_json::json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id,
+            "stage": "ResponseComplete", "verb": verb, "user": {"username": "alice"},
+            "userAgent": "x".repeat(padding), "stageTimestamp": "2026-12-04T10:00:00.000000Z"
+        })
+        .to_string()
+    }
+
+    /// Lines are read in place from the reader's buffer when they fit in it, and gathered otherwise (a line larger
+    /// than the buffer, the last line without a newline); over-long lines are skipped. Either way every line is
+    /// counted once, with its number, and matches name the right lines.
+    #[test]
+    fn lines_read_in_place_or_gathered_scan_alike() {
+        let long = event_line("long", "delete", 400 * 1024);
+        let lines = [
+            event_line("a", "delete", 0),
+            long.clone(),
+            "not json".to_owned(),
+            event_line("too-long", "delete", 2 * 1024 * 1024),
+            event_line("b", "get", 0),
+            event_line("c", "delete", 0),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        // The last line has no newline.
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let query = compile_query(r#"any where event.action == "delete""#, Input::Audit).unwrap();
+        let rule = RuleInfo {
+            name: "deletes".into(),
+            display_name: None,
+            severity: Severity::Low,
+        };
+        let config = ScanConfig {
+            input: Input::Audit,
+            output: OutputFormat::Json,
+            max_line_bytes: 1024 * 1024,
+        };
+        let (mut out, mut diagnostics) = (Vec::new(), Vec::new());
+        let summary = scan(
+            vec![(rule, query)],
+            &[path],
+            &config,
+            &mut out,
+            &mut diagnostics,
+        )
+        .unwrap();
+        assert_eq!((summary.lines, summary.events, summary.matches), (6, 4, 3));
+        assert_eq!(summary.skipped.get("invalid_json"), Some(&1));
+        assert_eq!(summary.skipped.get("oversized"), Some(&1));
+        let matched: Vec<(Vec<u64>, Vec<String>)> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let record: Value = serde_json::from_str(line).unwrap();
+                (
+                    serde_json::from_value(record["lines"].clone()).unwrap(),
+                    serde_json::from_value(record["auditIDs"].clone()).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            matched,
+            [
+                (vec![1], vec!["a".to_owned()]),
+                (vec![2], vec!["long".to_owned()]),
+                (vec![6], vec!["c".to_owned()]),
+            ]
+        );
+        let diagnostics = String::from_utf8(diagnostics).unwrap();
+        assert!(
+            diagnostics.contains(":3: skipped: not valid JSON"),
+            "{diagnostics}"
+        );
+        assert!(
+            diagnostics.contains(":4: skipped: line longer"),
+            "{diagnostics}"
+        );
     }
 }
