@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
@@ -76,14 +76,22 @@ pub fn raw_source(ecs_field: &str) -> Option<RawSource> {
         "data_stream.namespace" => Constant(DATA_STREAM_NAMESPACE.into()),
         "event.kind" => Constant("event".into()),
         "event.action" => path(&["verb"]),
-        "event.outcome" => computed(|audit| {
-            audit
+        "event.outcome" => RawSource::Computed(Arc::new(|audit: &dyn Node| {
+            // Read for most events by many rules: the two outcomes are built once.
+            static OUTCOMES: LazyLock<[Value; 2]> =
+                LazyLock::new(|| ["success".into(), "failure".into()]);
+            let outcome = audit
                 .get("annotations")
                 .and_then(|annotations| annotations.get("authorization.k8s.io/decision"))
                 .and_then(|decision| decision.as_str())
-                .and_then(decision_outcome)
-                .map_or(Value::Null, Value::from)
-        }),
+                .and_then(decision_outcome);
+            match outcome {
+                Some("success") => Cow::Borrowed(&OUTCOMES[0]),
+                Some("failure") => Cow::Borrowed(&OUTCOMES[1]),
+                Some(other) => Cow::Owned(Value::from(other)),
+                None => Cow::Borrowed(&Value::Null),
+            }
+        })),
         "event.ingested" => IngestTime,
         "user.name" => path(&["user", "username"]),
         "user.id" => path(&["user", "uid"]),
@@ -237,8 +245,8 @@ fn path(segments: &[&str]) -> RawSource {
 /// Wraps a computation on the event object; anything else (not an audit event) yields nothing.
 fn computed(compute: impl Fn(&dyn Node) -> Value + Send + Sync + 'static) -> RawSource {
     RawSource::Computed(Arc::new(move |raw: &dyn Node| match raw.kind() {
-        crate::eql::Kind::Object => compute(raw),
-        _ => Value::Null,
+        crate::eql::Kind::Object => Cow::Owned(compute(raw)),
+        _ => Cow::Borrowed(&Value::Null),
     }))
 }
 

@@ -1,5 +1,6 @@
 //! How query fields are located in documents: caller-provided mapping, resolved once at compile time.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -7,8 +8,9 @@ use serde_json::Value as Json;
 
 use super::node::{Kind, Node};
 
-/// A per-document computation of a field's value (`Null` when missing, an array for several values).
-pub type ComputeField = Arc<dyn Fn(&dyn Node) -> Json + Send + Sync>;
+/// A per-document computation of a field's value (`Null` when missing, an array for several values); values
+/// shared by many documents can be borrowed rather than built each time.
+pub type ComputeField = Arc<dyn Fn(&dyn Node) -> Cow<'static, Json> + Send + Sync>;
 
 /// How a field named in a query is found in a document. Lets the caller alias fields (e.g. ECS names onto a
 /// raw Kubernetes audit event) at compile time.
@@ -107,7 +109,7 @@ impl ResolvedField {
                 walk(doc, keys, 0, &mut skipping_empty(*skip_empty, visit))
             }
             Reader::Constant(value) => any_leaf(value, &mut visit),
-            Reader::Computed(compute) => any_leaf(&compute(doc), &mut visit),
+            Reader::Computed(compute) => any_leaf(&*compute(doc), &mut visit),
         }
     }
 
@@ -153,7 +155,7 @@ impl ResolvedField {
             }
             Reader::Computed(compute) => {
                 let mut out = Vec::new();
-                any_leaf(&compute(doc), &mut |v: &dyn Node| {
+                any_leaf(&*compute(doc), &mut |v: &dyn Node| {
                     out.push(v.to_json());
                     false
                 });
