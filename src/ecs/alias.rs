@@ -96,11 +96,11 @@ pub fn raw_source(ecs_field: &str) -> Option<RawSource> {
         "user.name" => path(&["user", "username"]),
         "user.id" => path(&["user", "uid"]),
         "user_agent.original" => path(&["userAgent"]),
-        "source.ip" | "client.ip" => computed(|audit| {
-            converted_source_ips(owned_member(audit, "sourceIPs").as_ref()).unwrap_or(Value::Null)
-        }),
+        "source.ip" | "client.ip" => {
+            computed(|audit| converted_source_ips(audit.get("sourceIPs")).unwrap_or(Value::Null))
+        }
         "related.ip" => computed(|audit| {
-            converted_source_ips(owned_member(audit, "sourceIPs").as_ref())
+            converted_source_ips(audit.get("sourceIPs"))
                 .map_or(Value::Null, |ips| related_ips(&ips))
         }),
         "related.user" => computed(|audit| related_users(owned_member(audit, "user").as_ref())),

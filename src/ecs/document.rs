@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::fields::drop_empty_values;
 use super::{DATA_STREAM_NAMESPACE, DATA_STREAM_TYPE, DATASET, EcsError};
+use crate::eql::{Kind, Node};
 
 /// Checks that `raw` is an `audit.k8s.io` `Event` object (not a GKE or AKS envelope).
 ///
@@ -78,7 +79,7 @@ pub fn normalize(raw: &Value, ingested: Option<SystemTime>) -> Result<Value, Ecs
     copy_field(&audit, &["userAgent"], &mut user_agent, "original");
     document.insert("user_agent".into(), Value::Object(user_agent));
 
-    let source_ips = converted_source_ips(audit.get("sourceIPs"));
+    let source_ips = converted_source_ips(audit.get("sourceIPs").map(|ips| ips as &dyn Node));
     if let Some(source_ips) = &source_ips {
         document.insert("source".into(), json!({ "ip": source_ips }));
         document.insert("client".into(), json!({ "ip": source_ips }));
@@ -166,19 +167,17 @@ pub(crate) fn decision_outcome(decision: &str) -> Option<&'static str> {
 
 /// `source.ip`: the pipeline's `convert` to `ip` keeps the original strings, and one invalid
 /// element fails the whole processor, which `ignore_failure` turns into no `source.ip` at all.
-pub(crate) fn converted_source_ips(source_ips: Option<&Value>) -> Option<Value> {
-    match source_ips? {
-        Value::Array(ips) => ips
-            .iter()
-            .all(is_ip_address)
-            .then(|| Value::Array(ips.clone())),
-        single if is_ip_address(single) => Some(single.clone()),
-        _ => None,
-    }
+pub(crate) fn converted_source_ips(source_ips: Option<&dyn Node>) -> Option<Value> {
+    let source_ips = source_ips?;
+    let all_addresses = match source_ips.kind() {
+        Kind::Array => !source_ips.any_item(&mut |ip| !is_ip_address(ip)),
+        _ => is_ip_address(source_ips),
+    };
+    all_addresses.then(|| source_ips.to_json())
 }
 
 /// Elasticsearch's `InetAddresses.isInetAddress`: IPv4 or IPv6, an IPv6 zone (`%eth0`) allowed.
-fn is_ip_address(value: &Value) -> bool {
+fn is_ip_address(value: &dyn Node) -> bool {
     let Some(text) = value.as_str() else {
         return false;
     };
