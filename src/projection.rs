@@ -315,14 +315,18 @@ pub enum Doc<'a> {
     Float(f64),
     Str(&'a str),
     Array(&'a [Doc<'a>]),
-    Object(&'a [(&'a str, Doc<'a>)]),
+    Object {
+        members: &'a [(&'a str, Doc<'a>)],
+        /// Whether some key holds a dot.
+        dotted_keys: bool,
+    },
 }
 
 impl<'a> Doc<'a> {
     /// The member `key` of an object.
     fn get(&self, key: &str) -> Option<&'a Doc<'a>> {
         match self {
-            Doc::Object(members) => members
+            Doc::Object { members, .. } => members
                 .iter()
                 .find(|(name, _)| *name == key)
                 .map(|(_, value)| value),
@@ -340,7 +344,7 @@ impl Node for Doc<'_> {
             Doc::Float(f) => Kind::Float(*f),
             Doc::Str(s) => Kind::Str(s),
             Doc::Array(_) => Kind::Array,
-            Doc::Object(_) => Kind::Object,
+            Doc::Object { .. } => Kind::Object,
         }
     }
 
@@ -357,9 +361,19 @@ impl Node for Doc<'_> {
 
     fn any_entry<'s>(&'s self, visit: &mut dyn FnMut(&'s str, &'s dyn Node) -> bool) -> bool {
         match self {
-            Doc::Object(members) => members.iter().any(|(key, value)| visit(key, value)),
+            Doc::Object { members, .. } => members.iter().any(|(key, value)| visit(key, value)),
             _ => false,
         }
+    }
+
+    fn has_dotted_keys(&self) -> bool {
+        matches!(
+            self,
+            Doc::Object {
+                dotted_keys: true,
+                ..
+            }
+        )
     }
 
     fn to_json(&self) -> Value {
@@ -370,7 +384,7 @@ impl Node for Doc<'_> {
             Doc::Float(f) => Value::from(*f),
             Doc::Str(s) => Value::String((*s).to_owned()),
             Doc::Array(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            Doc::Object(members) => Value::Object(
+            Doc::Object { members, .. } => Value::Object(
                 members
                     .iter()
                     .map(|(key, value)| ((*key).to_owned(), value.to_json()))
@@ -409,6 +423,7 @@ impl<'de> Visitor<'de> for Project<'_, 'de> {
             false => self.selection.children.len(),
         };
         let mut members = bumpalo::collections::Vec::with_capacity_in(capacity, self.arena);
+        let mut dotted_keys = false;
         while let Some(RawKey(key)) = map.next_key()? {
             let child = match self.selection.whole {
                 true => Some(self.selection),
@@ -421,6 +436,7 @@ impl<'de> Visitor<'de> for Project<'_, 'de> {
                         Cow::Borrowed(key) => key,
                         Cow::Owned(key) => self.arena.alloc_str(&key),
                     };
+                    dotted_keys |= key.contains('.');
                     match members
                         .iter_mut()
                         .find(|(name, _): &&mut (&str, Doc)| *name == key)
@@ -434,7 +450,10 @@ impl<'de> Visitor<'de> for Project<'_, 'de> {
                 }
             }
         }
-        Ok(Doc::Object(members.into_bump_slice()))
+        Ok(Doc::Object {
+            members: members.into_bump_slice(),
+            dotted_keys,
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Doc<'de>, A::Error> {

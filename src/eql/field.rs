@@ -217,6 +217,7 @@ fn walk<'a, F: FnMut(&'a dyn Node) -> bool>(
             }
             // Dotted spellings are rare: one pass over the keys spares a lookup per spelling when none can exist.
             !joined.is_empty()
+                && node.has_dotted_keys()
                 && node.any_entry(&mut |key, _| is_dotted_under(key, segment))
                 && joined.iter().enumerate().any(|(extra, key)| {
                     node.get(key)

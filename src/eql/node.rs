@@ -30,6 +30,12 @@ pub trait Node {
     /// Calls `visit` on each member of an object (each key once) until it returns true; returns whether any did.
     fn any_entry<'s>(&'s self, visit: &mut dyn FnMut(&'s str, &'s dyn Node) -> bool) -> bool;
 
+    /// Whether some key of this object holds a dot (`{"a.b": 1}`): only then can a field path be spelled
+    /// another way here. Implementations that do not keep track answer true.
+    fn has_dotted_keys(&self) -> bool {
+        true
+    }
+
     /// The node as a `serde_json::Value`, for the few readers that need one (computed fields, whole objects).
     fn to_json(&self) -> Json;
 }
