@@ -135,13 +135,14 @@ fn ordering_satisfies(op: CompareOp, ordering: Ordering) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct TermSet {
     case_insensitive: bool,
-    strings: HashSet<String>,
+    /// Hashed with a fast, non-cryptographic hash: looked up for most events.
+    strings: HashSet<String, foldhash::fast::RandomState>,
     others: Vec<Value<'static>>,
 }
 
 impl TermSet {
     fn new(values: Vec<Value<'static>>, case_insensitive: bool) -> Self {
-        let mut strings = HashSet::new();
+        let mut strings = HashSet::default();
         let mut others = Vec::new();
         for value in values {
             match value {
