@@ -318,6 +318,19 @@ impl Detector {
             .min()
     }
 
+    /// The events open sequences of any rule hold, sorted, each once: the only earlier events a later match can
+    /// name.
+    pub fn held_events(&self) -> Vec<u64> {
+        let mut held: Vec<u64> = self
+            .rules
+            .iter()
+            .flat_map(|(_, streamer)| streamer.held_events())
+            .collect();
+        held.sort_unstable();
+        held.dedup();
+        held
+    }
+
     /// Evaluates one event against every rule.
     pub fn observe(&mut self, id: u64, event: &dyn Node) -> Vec<Match> {
         let mut matches = Vec::new();
@@ -534,6 +547,7 @@ mod tests {
         detector.observe(7, &audit("bob", "get", "secrets"));
         detector.observe(8, &audit("alice", "get", "secrets"));
         assert_eq!(detector.oldest_held_event(), Some(7));
+        assert_eq!(detector.held_events(), [7, 8]);
         assert_eq!(
             detector
                 .observe(9, &audit("bob", "delete", "secrets"))
@@ -545,8 +559,11 @@ mod tests {
             Some(8),
             "bob's sequence completed; alice's is still open"
         );
+        assert_eq!(detector.held_events(), [8]);
         detector.observe(10, &audit("alice", "delete", "secrets"));
         assert_eq!(detector.oldest_held_event(), None);
+        detector.observe(11, &audit("carol", "list", "secrets"));
+        assert!(detector.held_events().is_empty(), "no stage passed");
     }
 
     #[test]

@@ -97,8 +97,11 @@ struct Origin {
     line: u64,
 }
 
-/// Sequence matches name earlier events; their metadata is kept for this many recent events.
+/// Sequence matches name earlier events; their metadata is kept for at most this many recent events (fewer when
+/// open sequences hold fewer: see [`PRUNE_AT_LEAST`]).
 const RECENT_EVENTS_KEPT: usize = 200_000;
+/// The kept metadata is pruned to what open sequences hold once it has at least this many events.
+const PRUNE_AT_LEAST: usize = 4096;
 /// How much of a malformed line is shown (its contents may be sensitive).
 const MALFORMED_PREFIX_CHARS: usize = 16;
 
@@ -128,6 +131,9 @@ pub fn scan(
     match Detector::new(engine_rules) {
         Ok(mut detector) => {
             let mut recent: VecDeque<(u64, Origin, AlertEvent)> = VecDeque::new();
+            // `recent` is pruned of events no open sequence holds when it reaches this length (amortised: asking the
+            // detector walks its open sequences).
+            let mut prune_at = PRUNE_AT_LEAST;
             let mut current: Vec<(u64, Origin, AlertEvent)> = Vec::new();
             for_each_event(
                 files,
@@ -168,6 +174,12 @@ pub fn scan(
                     }
                     if keep {
                         recent.extend(current.drain(..));
+                        if recent.len() >= prune_at {
+                            // A later match can only name events an open sequence holds.
+                            let held = detector.held_events();
+                            recent.retain(|(id, _, _)| held.binary_search(id).is_ok());
+                            prune_at = (2 * recent.len()).max(PRUNE_AT_LEAST);
+                        }
                         while recent.len() > RECENT_EVENTS_KEPT {
                             recent.pop_front();
                         }
@@ -416,6 +428,56 @@ mod tests {
             "userAgent": "x".repeat(padding), "stageTimestamp": "2026-12-04T10:00:00.000000Z"
         })
         .to_string()
+    }
+
+    /// Metadata of events an open sequence holds survives pruning, however many other events pass its stages.
+    #[test]
+    fn sequence_matches_name_events_kept_across_pruning() {
+        let event = |audit_id: &str, user: &str, verb: &str| {
+            serde_json::json!({
+                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id,
+                "stage": "ResponseComplete", "verb": verb, "user": {"username": user},
+                "stageTimestamp": "2026-12-04T10:00:00.000000Z"
+            })
+            .to_string()
+        };
+        let mut lines = vec![event("alice-get", "alice", "get")];
+        lines.extend((0..3 * PRUNE_AT_LEAST).map(|n| event(&format!("bob-{n}"), "bob", "get")));
+        lines.push(event("alice-delete", "alice", "delete"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let query = compile_query(
+            r#"sequence by user.name [any where event.action == "get"] [any where event.action == "delete"]"#,
+            Input::Audit,
+        )
+        .unwrap();
+        let rule = RuleInfo {
+            name: "get-then-delete".into(),
+            display_name: None,
+            severity: Severity::Low,
+        };
+        let config = ScanConfig {
+            input: Input::Audit,
+            output: OutputFormat::Json,
+            max_line_bytes: 1024 * 1024,
+        };
+        let mut out = Vec::new();
+        let summary = scan(
+            vec![(rule, query)],
+            &[path],
+            &config,
+            &mut out,
+            &mut io::sink(),
+        )
+        .unwrap();
+        assert_eq!(summary.matches, 1);
+        let record: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(record["lines"], serde_json::json!([1, lines.len()]));
+        assert_eq!(
+            record["auditIDs"],
+            serde_json::json!(["alice-get", "alice-delete"])
+        );
     }
 
     /// Lines are read in place from the reader's buffer when they fit in it, and gathered otherwise (a line larger

@@ -416,6 +416,11 @@ impl Streamer {
             .and_then(SequenceMatcher::oldest_held_event)
     }
 
+    /// Every event an open sequence holds, in no order (an event may come more than once).
+    pub fn held_events(&self) -> impl Iterator<Item = u64> + '_ {
+        self.matcher.iter().flat_map(SequenceMatcher::held_events)
+    }
+
     /// Feeds one document (in arrival order, which should be timestamp order); returns the hits it completes.
     /// Sequence documents without a parsable timestamp are ignored.
     pub fn push(&mut self, id: u64, doc: &dyn Node) -> Vec<StreamHit> {

@@ -230,6 +230,11 @@ impl<Id: Copy + Ord> SequenceMatcher<Id> {
     /// The smallest event id a still-open sequence (partial, or waiting for its trailing missing-event window)
     /// holds: a consumer that must be able to rebuild this state after a restart re-reads from that event on.
     pub fn oldest_held_event(&self) -> Option<Id> {
+        self.held_events().min()
+    }
+
+    /// Every event a pending or awaiting sequence holds (an event may come more than once).
+    pub fn held_events(&self) -> impl Iterator<Item = Id> + '_ {
         let partial = self
             .pending
             .iter()
@@ -239,7 +244,7 @@ impl<Id: Copy + Ord> SequenceMatcher<Id> {
             .awaiting
             .iter()
             .flat_map(|waiting| waiting.completed.events.iter().flatten());
-        partial.chain(awaiting).copied().min()
+        partial.chain(awaiting).copied()
     }
 }
 
