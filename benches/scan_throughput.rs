@@ -257,7 +257,7 @@ fn engine_path(rules: &[(RuleInfo, CompiledQuery)], lines: &[&[u8]]) -> u64 {
         };
         for event in line.events() {
             let found = detector.observe(id, event.projected());
-            let kept = detector.may_be_named_later(event.projected());
+            let kept = detector.holds_last_event();
             if !found.is_empty() || kept {
                 std::hint::black_box(vigil::alert::event_metadata(event.shown()));
             }

@@ -256,6 +256,7 @@ impl ValueIndex {
 pub struct Detector {
     rules: Vec<(Rule, Streamer)>,
     prefilter: Prefilter,
+    holds_last_event: bool,
 }
 
 impl Detector {
@@ -269,7 +270,11 @@ impl Detector {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let prefilter = Prefilter::new(rules.iter().map(|(rule, _)| &rule.query));
-        Ok(Detector { rules, prefilter })
+        Ok(Detector {
+            rules,
+            prefilter,
+            holds_last_event: false,
+        })
     }
 
     /// Swaps in a new set of rules between two events. A rule whose compiled query is the same as before (same
@@ -295,14 +300,10 @@ impl Detector {
         Ok(())
     }
 
-    /// Whether a match found later may name `event`, the event last observed: it passed a stage of a sequence
-    /// rule. Callers keeping per-event data for such matches need it for these events only.
-    pub fn may_be_named_later(&self, event: &dyn Node) -> bool {
-        self.rules.iter().enumerate().any(|(index, (rule, _))| {
-            rule.query.kind() != QueryKind::Event
-                && self.prefilter.may_match(index)
-                && rule.query.may_appear_in_hit(event)
-        })
+    /// Whether an open sequence holds the event last observed, so that a match found later may name it. Callers
+    /// keeping per-event data for such matches need it for these events only.
+    pub fn holds_last_event(&self) -> bool {
+        self.holds_last_event
     }
 
     pub fn rule(&self, index: usize) -> &Rule {
@@ -334,6 +335,7 @@ impl Detector {
     /// Evaluates one event against every rule.
     pub fn observe(&mut self, id: u64, event: &dyn Node) -> Vec<Match> {
         let mut matches = Vec::new();
+        self.holds_last_event = false;
         self.prefilter.observe(event);
         for (index, (rule, streamer)) in self.rules.iter_mut().enumerate() {
             if !self.prefilter.may_match(index) {
@@ -353,6 +355,7 @@ impl Detector {
                 rule: index,
                 events: hit.events,
             }));
+            self.holds_last_event |= streamer.holds_last();
         }
         matches
     }
@@ -545,6 +548,7 @@ mod tests {
         let mut detector = Detector::new(rules).unwrap();
         assert_eq!(detector.oldest_held_event(), None);
         detector.observe(7, &audit("bob", "get", "secrets"));
+        assert!(detector.holds_last_event());
         detector.observe(8, &audit("alice", "get", "secrets"));
         assert_eq!(detector.oldest_held_event(), Some(7));
         assert_eq!(detector.held_events(), [7, 8]);
@@ -562,8 +566,13 @@ mod tests {
         assert_eq!(detector.held_events(), [8]);
         detector.observe(10, &audit("alice", "delete", "secrets"));
         assert_eq!(detector.oldest_held_event(), None);
+        assert!(
+            !detector.holds_last_event(),
+            "a completed sequence no longer holds its events"
+        );
         detector.observe(11, &audit("carol", "list", "secrets"));
         assert!(detector.held_events().is_empty(), "no stage passed");
+        assert!(!detector.holds_last_event());
     }
 
     #[test]

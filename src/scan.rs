@@ -144,7 +144,7 @@ pub fn scan(
                 |id, origin, event, summary| {
                     let matches = detector.observe(id, event.projected());
                     // Later hits can only name events that passed a sequence stage: only theirs are kept.
-                    let keep = detector.may_be_named_later(event.projected());
+                    let keep = detector.holds_last_event();
                     if matches.is_empty() && !keep {
                         return Ok(());
                     }

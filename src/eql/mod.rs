@@ -13,10 +13,10 @@
 //! CompiledQuery::search(&[Json], Option<usize>) -> Vec<Hit> batch search in ES result order, pipes applied
 //! CompiledQuery::streamer() -> Result<Streamer, CompileError> (refuses `tail` and `sample`)
 //! Streamer::push(u64, &dyn Node) -> Vec<StreamHit>            documents in arrival order
+//! Streamer::holds_last() -> bool; held_events()              does an open sequence hold the last document; which ones
 //! Streamer::oldest_held_event() -> Option<u64>                 earliest event an open sequence still holds
 //! CompiledQuery::fields() -> &[String]                        every field the query reads (query names)
 //! CompiledQuery::fields_streamed() -> &[String]               those a Streamer reads (no timestamp for event queries)
-//! CompiledQuery::may_appear_in_hit(&dyn Node) -> bool           could a hit (found now or later) name this document
 //! CompiledQuery::relevance() -> Option<Vec<Vec<RequiredValues>>> which documents can change a query's results
 //! Hit { events: Vec<Option<usize>>, join_keys: Vec<Json> }    None = a missing-event (`![…]`) stage
 //! ParseError / CompileError wrap a Diagnostic whose Display shows the line with a `^^^` caret.
@@ -223,20 +223,6 @@ impl CompiledQuery {
         }
     }
 
-    /// Whether a hit could name `doc` as one of its events: it matches an event query, or passes the filter of a
-    /// positive stage of a sequence or sample. Callers keeping per-event data for hits found later need it for
-    /// these events only.
-    pub fn may_appear_in_hit(&self, doc: &dyn Node) -> bool {
-        match &self.plan.body {
-            Body::Event(filter) => filter.matches(doc),
-            Body::Sequence(sequence) => sequence
-                .positive
-                .iter()
-                .any(|&stage| sequence.stages[stage].filter_matches(doc)),
-            Body::Sample(sample) => sample.stages.iter().any(|stage| stage.filter_matches(doc)),
-        }
-    }
-
     fn order_of(&self, doc: &dyn Node) -> EventOrder {
         let mut tiebreaker = None;
         if let Some(field) = &self.plan.tiebreaker {
@@ -341,6 +327,7 @@ impl CompiledQuery {
             plan: self.plan.clone(),
             matcher,
             remaining: head,
+            holds_last: false,
         })
     }
 }
@@ -404,6 +391,8 @@ pub struct Streamer {
     matcher: Option<SequenceMatcher<u64>>,
     /// Hits still allowed by `head` pipes.
     remaining: Option<usize>,
+    /// Whether an open sequence holds the document last pushed.
+    holds_last: bool,
 }
 
 impl Streamer {
@@ -416,6 +405,11 @@ impl Streamer {
             .and_then(SequenceMatcher::oldest_held_event)
     }
 
+    /// Whether an open sequence holds the document last pushed (a later hit may name it).
+    pub fn holds_last(&self) -> bool {
+        self.holds_last
+    }
+
     /// Every event an open sequence holds, in no order (an event may come more than once).
     pub fn held_events(&self) -> impl Iterator<Item = u64> + '_ {
         self.matcher.iter().flat_map(SequenceMatcher::held_events)
@@ -424,6 +418,7 @@ impl Streamer {
     /// Feeds one document (in arrival order, which should be timestamp order); returns the hits it completes.
     /// Sequence documents without a parsable timestamp are ignored.
     pub fn push(&mut self, id: u64, doc: &dyn Node) -> Vec<StreamHit> {
+        self.holds_last = false;
         if self.remaining == Some(0) {
             return Vec::new();
         }
@@ -447,8 +442,9 @@ impl Streamer {
                 let Some(ts) = timestamp else {
                     return Vec::new();
                 };
-                matcher
-                    .push(sequence, id, doc, ts)
+                let completed = matcher.push(sequence, id, doc, ts);
+                self.holds_last = matcher.holds_last();
+                completed
                     .into_iter()
                     .map(|c| StreamHit {
                         events: c.events,

@@ -44,6 +44,8 @@ pub(crate) struct SequenceMatcher<Id> {
     /// Timestamps of recent events matching each missing stage (indexed like `plan.stages`), by key.
     missing_seen: Vec<HashMap<JoinKey, Vec<i64>>>,
     next_ordinal: u64,
+    /// Whether the event last pushed is held by a pending or awaiting sequence.
+    holds_last: bool,
 }
 
 impl<Id: Copy> SequenceMatcher<Id> {
@@ -53,6 +55,7 @@ impl<Id: Copy> SequenceMatcher<Id> {
             awaiting: Vec::new(),
             missing_seen: plan.stages.iter().map(|_| HashMap::new()).collect(),
             next_ordinal: 0,
+            holds_last: false,
         }
     }
 
@@ -66,6 +69,7 @@ impl<Id: Copy> SequenceMatcher<Id> {
     ) -> Vec<Completed<Id>> {
         let ordinal = self.next_ordinal;
         self.next_ordinal += 1;
+        self.holds_last = false;
         let mut done = self.settle_awaiting(plan, doc, ts);
         if let Some(until) = &plan.until {
             for key in stage_keys(until, doc) {
@@ -111,6 +115,7 @@ impl<Id: Copy> SequenceMatcher<Id> {
                 partial.last_ts = ts;
                 partial.last_ordinal = ordinal;
                 if position + 1 < plan.positive.len() {
+                    self.holds_last = true;
                     self.pending[position].insert(key, partial);
                 } else {
                     self.complete(plan, key, partial, &mut done);
@@ -167,6 +172,7 @@ impl<Id: Copy> SequenceMatcher<Id> {
                 done.push(completed);
             }
         } else {
+            self.holds_last = true;
             self.awaiting.push(Awaiting {
                 completed,
                 start_ts: partial.start_ts,
@@ -229,6 +235,11 @@ impl<Id: Copy> SequenceMatcher<Id> {
 impl<Id: Copy + Ord> SequenceMatcher<Id> {
     /// The smallest event id a still-open sequence (partial, or waiting for its trailing missing-event window)
     /// holds: a consumer that must be able to rebuild this state after a restart re-reads from that event on.
+    /// Whether the event last pushed is held by a pending or awaiting sequence.
+    pub fn holds_last(&self) -> bool {
+        self.holds_last
+    }
+
     pub fn oldest_held_event(&self) -> Option<Id> {
         self.held_events().min()
     }
