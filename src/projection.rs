@@ -11,11 +11,10 @@
 //! nesting limit, so such a line is evaluated instead of being skipped as invalid. The API server never writes one.
 
 use std::borrow::Cow;
-
-use bumpalo::Bump;
 use std::cell::OnceCell;
 use std::fmt;
 
+use bumpalo::Bump;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};

@@ -143,7 +143,7 @@ pub fn scan(
                 diagnostics,
                 |id, origin, event, summary| {
                     let matches = detector.observe(id, event.projected());
-                    // Later hits can only name events that passed a sequence stage: only theirs are kept.
+                    // Later hits can only name events an open sequence holds: only theirs are kept.
                     let keep = detector.holds_last_event();
                     if matches.is_empty() && !keep {
                         return Ok(());
