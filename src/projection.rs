@@ -7,7 +7,7 @@
 //! about ([`ProjectedEvent::whole`]).
 //!
 //! Lines that are not valid JSON in a part no rule reads are the one difference: skipping checks the syntax but not
-//! that strings are UTF-8, that numbers fit a double, that `\u` escapes pair their surrogates, or the 128-level
+//! that strings (and the keys of members not kept) are UTF-8, that numbers fit a double, that `\u` escapes pair their surrogates, or the 128-level
 //! nesting limit, so such a line is evaluated instead of being skipped as invalid. The API server never writes one.
 
 use std::borrow::Cow;
@@ -45,10 +45,6 @@ struct Selection {
     child_lengths: u64,
 }
 
-fn length_bit(segment: &str) -> u64 {
-    1 << (segment.len() % 64)
-}
-
 impl Selection {
     fn insert(&mut self, path: &[String]) {
         let Some((first, rest)) = path.split_first() else {
@@ -64,7 +60,7 @@ impl Selection {
             None => {
                 self.children
                     .push((segment.to_owned(), Selection::default()));
-                self.child_lengths |= length_bit(segment);
+                self.child_lengths |= 1 << (segment.len() % 64);
                 self.children.len() - 1
             }
         };
@@ -80,26 +76,26 @@ impl Selection {
 
     /// The node a raw key leads to. A key with dots stands for as many segments as it has parts, as field paths
     /// read it (`{"a.b": 1}` is `a.b`).
-    fn child(&self, key: &str) -> Option<&Selection> {
+    fn child(&self, key: &[u8]) -> Option<&Selection> {
         // Segments never hold dots, so most keys are one segment and either match here or not at all.
         match self.segment(key) {
             Some(child) => Some(child),
-            None if key.contains('.') => key
-                .split('.')
+            None if key.contains(&b'.') => key
+                .split(|byte| *byte == b'.')
                 .try_fold(self, |node, segment| node.segment(segment)),
             None => None,
         }
     }
 
-    fn segment(&self, segment: &str) -> Option<&Selection> {
-        if self.child_lengths & length_bit(segment) == 0 {
+    fn segment(&self, segment: &[u8]) -> Option<&Selection> {
+        if self.child_lengths & (1 << (segment.len() % 64)) == 0 {
             return None;
         }
         // Keys of one length often differ in their first byte: compared before calling memcmp.
-        let first = segment.as_bytes().first();
+        let first = segment.first();
         self.children
             .iter()
-            .find(|(name, _)| name.as_bytes().first() == first && name == segment)
+            .find(|(name, _)| name.as_bytes().first() == first && name.as_bytes() == segment)
             .map(|(_, child)| child)
     }
 }
@@ -431,9 +427,13 @@ impl<'de> Visitor<'de> for Project<'_, 'de> {
             match child {
                 Some(selection) => {
                     let value = map.next_value_seed(Project { selection, ..self })?;
+                    // Only the keys kept are checked to be UTF-8, as only the values kept are.
+                    let not_utf8 = |_| de::Error::custom("object key is not UTF-8");
                     let key: &'de str = match key {
-                        Cow::Borrowed(key) => key,
-                        Cow::Owned(key) => self.arena.alloc_str(&key),
+                        Cow::Borrowed(key) => std::str::from_utf8(key).map_err(not_utf8)?,
+                        Cow::Owned(key) => self
+                            .arena
+                            .alloc_str(std::str::from_utf8(&key).map_err(not_utf8)?),
                     };
                     dotted_keys |= key.contains('.');
                     match members
@@ -505,11 +505,14 @@ impl<'de> Visitor<'de> for Project<'_, 'de> {
 }
 
 /// An object key, borrowed from the line unless it holds escapes: most keys are looked at and dropped.
-struct RawKey<'de>(Cow<'de, str>);
+///
+/// Read as bytes: serde_json then does not check that the key is UTF-8, which most keys, those of members no rule
+/// reads, need not be.
+struct RawKey<'de>(Cow<'de, [u8]>);
 
 impl<'de> Deserialize<'de> for RawKey<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(RawKeyVisitor)
+        deserializer.deserialize_bytes(RawKeyVisitor)
     }
 }
 
@@ -522,16 +525,20 @@ impl<'de> Visitor<'de> for RawKeyVisitor {
         formatter.write_str("an object key")
     }
 
-    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<RawKey<'de>, E> {
+    fn visit_borrowed_bytes<E: de::Error>(self, key: &'de [u8]) -> Result<RawKey<'de>, E> {
         Ok(RawKey(Cow::Borrowed(key)))
     }
 
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<RawKey<'de>, E> {
+    fn visit_bytes<E: de::Error>(self, key: &[u8]) -> Result<RawKey<'de>, E> {
         Ok(RawKey(Cow::Owned(key.to_owned())))
     }
 
-    fn visit_string<E: de::Error>(self, key: String) -> Result<RawKey<'de>, E> {
-        Ok(RawKey(Cow::Owned(key)))
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<RawKey<'de>, E> {
+        Ok(RawKey(Cow::Borrowed(key.as_bytes())))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<RawKey<'de>, E> {
+        Ok(RawKey(Cow::Owned(key.as_bytes().to_owned())))
     }
 }
 
@@ -634,6 +641,34 @@ mod tests {
                 .get("requestObject")
                 .is_some_and(|object| object.get("spec").is_none()),
             "bodies are not read"
+        );
+    }
+
+    #[test]
+    fn keys_are_checked_to_be_utf8_where_members_are_kept() {
+        let query = compile_query(
+            r#"any where `kubernetes.audit.annotations.a` == "x""#,
+            Input::Audit,
+        )
+        .unwrap();
+        let projection = Projection::new([&query], Input::Audit);
+        let line = |annotation_key: &[u8], other_key: &[u8]| {
+            let mut line = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a1","annotations":{""#.to_vec();
+            line.extend_from_slice(annotation_key);
+            line.extend_from_slice(br#"":"x"},""#);
+            line.extend_from_slice(other_key);
+            line.extend_from_slice(br#"":1}"#);
+            line
+        };
+        let arena = Bump::new();
+        let read = |line: &[u8]| projection.read_line(line, &arena).err();
+        assert_eq!(read(&line(b"a", b"b")), None);
+        // Like every part of the line no rule reads, a skipped member's key is not checked.
+        assert_eq!(read(&line(b"a", b"b\xff")), None);
+        assert_eq!(
+            read(&line(b"a\xff", b"b")),
+            Some(MalformedReason::InvalidJson),
+            "a kept key must be UTF-8"
         );
     }
 
