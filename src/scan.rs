@@ -152,7 +152,7 @@ pub fn scan(
                     current.push((id, origin.clone(), metadata(config.input, event.shown())));
                     for found in matches {
                         summary.matches += 1;
-                        let events: Vec<(Origin, AlertEvent)> = found
+                        let events: Vec<(&Origin, &AlertEvent)> = found
                             .events
                             .iter()
                             .flatten()
@@ -167,7 +167,7 @@ pub fn scan(
                                     .iter()
                                     .find(|(id, _, _)| id == event_id)
                                     .or_else(earlier)
-                                    .map(|(_, origin, event)| (origin.clone(), event.clone()))
+                                    .map(|(_, origin, event)| (origin, event))
                             })
                             .collect();
                         printer.print(found.rule, &events)?;
@@ -208,11 +208,15 @@ pub fn scan(
             for (index, query) in queries.iter().enumerate() {
                 for hit in query.search(&documents, None) {
                     summary.matches += 1;
-                    let events: Vec<(Origin, AlertEvent)> = hit
+                    let events: Vec<(&Origin, AlertEvent)> = hit
                         .events
                         .iter()
                         .flatten()
-                        .map(|&i| (origins[i].clone(), metadata(config.input, &documents[i])))
+                        .map(|&i| (&origins[i], metadata(config.input, &documents[i])))
+                        .collect();
+                    let events: Vec<(&Origin, &AlertEvent)> = events
+                        .iter()
+                        .map(|(origin, event)| (*origin, event))
                         .collect();
                     printer.print(index, &events)?;
                 }
@@ -371,9 +375,9 @@ struct JsonMatch<'a> {
 }
 
 impl Printer<'_> {
-    fn print(&mut self, rule: usize, events: &[(Origin, AlertEvent)]) -> Result<(), ScanError> {
+    fn print(&mut self, rule: usize, events: &[(&Origin, &AlertEvent)]) -> Result<(), ScanError> {
         let info = &self.infos[rule];
-        let alert_events: Vec<AlertEvent> = events.iter().map(|(_, event)| event.clone()).collect();
+        let alert_events: Vec<&AlertEvent> = events.iter().map(|(_, event)| *event).collect();
         let message = alert::message(&info.name, info.display_name.as_deref(), &alert_events);
         let written = match self.output {
             OutputFormat::Json => {
@@ -389,7 +393,7 @@ impl Printer<'_> {
                         .iter()
                         .map(|(_, event)| event.audit_id.as_str())
                         .collect(),
-                    events: events.iter().map(|(_, event)| event).collect(),
+                    events: events.iter().map(|(_, event)| *event).collect(),
                     message,
                 };
                 serde_json::to_writer(&mut *self.out, &record)

@@ -3,6 +3,8 @@
 
 pub mod writer;
 
+use std::borrow::Borrow;
+
 use crate::crd::{AlertEvent, AlertObjectRef, AlertUser};
 use crate::eql::{Kind, Node};
 
@@ -144,12 +146,16 @@ fn is_credential_parameter(name: &str) -> bool {
 }
 
 /// One sentence: who did what to which object, and which rule fired.
-pub fn message(rule_name: &str, display_name: Option<&str>, events: &[AlertEvent]) -> String {
+pub fn message<E: Borrow<AlertEvent>>(
+    rule_name: &str,
+    display_name: Option<&str>,
+    events: &[E],
+) -> String {
     let rule = match display_name {
         Some(display) if display != rule_name => format!("rule {rule_name} ({display})"),
         _ => format!("rule {rule_name}"),
     };
-    let Some(first) = events.first() else {
+    let Some(first) = events.first().map(Borrow::borrow) else {
         return format!("{rule} fired.");
     };
     let who = first

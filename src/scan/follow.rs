@@ -141,7 +141,7 @@ pub fn follow(
                     continue; // its alerts were written before the restart
                 }
                 for found in matches {
-                    let events: Vec<(Origin, AlertEvent)> = found
+                    let events: Vec<(&Origin, &AlertEvent)> = found
                         .events
                         .iter()
                         .flatten()
@@ -150,7 +150,7 @@ pub fn follow(
                                 .iter()
                                 .rev()
                                 .find(|(id, _, _)| id == event_id)
-                                .map(|(_, origin, event)| (origin.clone(), event.clone()))
+                                .map(|(_, origin, event)| (origin, event))
                         })
                         .collect();
                     printer
