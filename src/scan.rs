@@ -286,7 +286,7 @@ fn for_each_event(
             Box::new(io::stdin().lock())
         } else {
             Box::new(io::BufReader::with_capacity(
-                256 * 1024,
+                1024 * 1024,
                 std::fs::File::open(path).map_err(unreadable)?,
             ))
         };
