@@ -425,94 +425,32 @@ mod tests {
     use super::*;
     use crate::engine::compile_query;
 
-    fn event_line(audit_id: &str, verb: &str, padding: usize) -> String {
+    fn event_line(audit_id: &str, user: &str, verb: &str, padding: usize) -> String {
         serde_json::json!({
             "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id,
-            "stage": "ResponseComplete", "verb": verb, "user": {"username": "alice"},
+            "stage": "ResponseComplete", "verb": verb, "user": {"username": user},
             "userAgent": "x".repeat(padding), "stageTimestamp": "2026-12-04T10:00:00.000000Z"
         })
         .to_string()
     }
 
-    /// Metadata of events an open sequence holds survives pruning, however many other events pass its stages.
-    #[test]
-    fn sequence_matches_name_events_kept_across_pruning() {
-        let event = |audit_id: &str, user: &str, verb: &str| {
-            serde_json::json!({
-                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id,
-                "stage": "ResponseComplete", "verb": verb, "user": {"username": user},
-                "stageTimestamp": "2026-12-04T10:00:00.000000Z"
-            })
-            .to_string()
-        };
-        let mut lines = vec![event("alice-get", "alice", "get")];
-        lines.extend((0..3 * PRUNE_AT_LEAST).map(|n| event(&format!("bob-{n}"), "bob", "get")));
-        lines.push(event("alice-delete", "alice", "delete"));
+    /// Scans `lines` (the last one without a newline) with one rule, lines of up to 4 MiB: the summary, the
+    /// `--output json` records, and the diagnostics.
+    fn scan_lines(lines: &[String], query: &str) -> (Summary, Vec<Value>, String) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         std::fs::write(&path, lines.join("\n")).unwrap();
-        let query = compile_query(
-            r#"sequence by user.name [any where event.action == "get"] [any where event.action == "delete"]"#,
-            Input::Audit,
-        )
-        .unwrap();
         let rule = RuleInfo {
-            name: "get-then-delete".into(),
+            name: "rule".into(),
             display_name: None,
             severity: Severity::Low,
         };
         let config = ScanConfig {
             input: Input::Audit,
             output: OutputFormat::Json,
-            max_line_bytes: 1024 * 1024,
+            max_line_bytes: 4 << 20,
         };
-        let mut out = Vec::new();
-        let summary = scan(
-            vec![(rule, query)],
-            &[path],
-            &config,
-            &mut out,
-            &mut io::sink(),
-        )
-        .unwrap();
-        assert_eq!(summary.matches, 1);
-        let record: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(record["lines"], serde_json::json!([1, lines.len()]));
-        assert_eq!(
-            record["auditIDs"],
-            serde_json::json!(["alice-get", "alice-delete"])
-        );
-    }
-
-    /// Lines are read in place from the reader's buffer when they fit in it, and gathered otherwise (a line larger
-    /// than the buffer, the last line without a newline); over-long lines are skipped. Either way every line is
-    /// counted once, with its number, and matches name the right lines.
-    #[test]
-    fn lines_read_in_place_or_gathered_scan_alike() {
-        let long = event_line("long", "delete", 400 * 1024);
-        let lines = [
-            event_line("a", "delete", 0),
-            long.clone(),
-            "not json".to_owned(),
-            event_line("too-long", "delete", 2 * 1024 * 1024),
-            event_line("b", "get", 0),
-            event_line("c", "delete", 0),
-        ];
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        // The last line has no newline.
-        std::fs::write(&path, lines.join("\n")).unwrap();
-        let query = compile_query(r#"any where event.action == "delete""#, Input::Audit).unwrap();
-        let rule = RuleInfo {
-            name: "deletes".into(),
-            display_name: None,
-            severity: Severity::Low,
-        };
-        let config = ScanConfig {
-            input: Input::Audit,
-            output: OutputFormat::Json,
-            max_line_bytes: 1024 * 1024,
-        };
+        let query = compile_query(query, Input::Audit).unwrap();
         let (mut out, mut diagnostics) = (Vec::new(), Vec::new());
         let summary = scan(
             vec![(rule, query)],
@@ -522,29 +460,65 @@ mod tests {
             &mut diagnostics,
         )
         .unwrap();
+        let records = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        (summary, records, String::from_utf8(diagnostics).unwrap())
+    }
+
+    /// Metadata of events an open sequence holds survives pruning, however many other events pass its stages.
+    #[test]
+    fn sequence_matches_name_events_kept_across_pruning() {
+        let mut lines = vec![event_line("alice-get", "alice", "get", 0)];
+        lines.extend(
+            (0..3 * PRUNE_AT_LEAST).map(|n| event_line(&format!("bob-{n}"), "bob", "get", 0)),
+        );
+        lines.push(event_line("alice-delete", "alice", "delete", 0));
+        let (summary, records, _) = scan_lines(
+            &lines,
+            r#"sequence by user.name [any where event.action == "get"] [any where event.action == "delete"]"#,
+        );
+        assert_eq!(summary.matches, 1);
+        assert_eq!(records[0]["lines"], serde_json::json!([1, lines.len()]));
+        assert_eq!(
+            records[0]["auditIDs"],
+            serde_json::json!(["alice-get", "alice-delete"])
+        );
+    }
+
+    /// Lines are read in place from the reader's buffer when they fit in it, and gathered otherwise (a line larger
+    /// than the buffer, the last line without a newline); over-long lines are skipped. Either way every line is
+    /// counted once, with its number, and matches name the right lines.
+    #[test]
+    fn lines_read_in_place_or_gathered_scan_alike() {
+        let lines = [
+            event_line("a", "alice", "delete", 0),
+            // Larger than the reader's 1 MiB buffer, under the 4 MiB limit.
+            event_line("long", "alice", "delete", 3 << 19),
+            "not json".to_owned(),
+            event_line("too-long", "alice", "delete", 5 << 20),
+            event_line("b", "alice", "get", 0),
+            event_line("c", "alice", "delete", 0),
+        ];
+        let (summary, records, diagnostics) =
+            scan_lines(&lines, r#"any where event.action == "delete""#);
         assert_eq!((summary.lines, summary.events, summary.matches), (6, 4, 3));
         assert_eq!(summary.skipped.get("invalid_json"), Some(&1));
         assert_eq!(summary.skipped.get("oversized"), Some(&1));
-        let matched: Vec<(Vec<u64>, Vec<String>)> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|line| {
-                let record: Value = serde_json::from_str(line).unwrap();
-                (
-                    serde_json::from_value(record["lines"].clone()).unwrap(),
-                    serde_json::from_value(record["auditIDs"].clone()).unwrap(),
-                )
-            })
+        let matched: Vec<(&Value, &Value)> = records
+            .iter()
+            .map(|record| (&record["lines"], &record["auditIDs"]))
             .collect();
         assert_eq!(
             matched,
             [
-                (vec![1], vec!["a".to_owned()]),
-                (vec![2], vec!["long".to_owned()]),
-                (vec![6], vec!["c".to_owned()]),
+                (&serde_json::json!([1]), &serde_json::json!(["a"])),
+                (&serde_json::json!([2]), &serde_json::json!(["long"])),
+                (&serde_json::json!([6]), &serde_json::json!(["c"])),
             ]
         );
-        let diagnostics = String::from_utf8(diagnostics).unwrap();
         assert!(
             diagnostics.contains(":3: skipped: not valid JSON"),
             "{diagnostics}"
