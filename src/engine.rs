@@ -434,6 +434,19 @@ mod tests {
         );
     }
 
+    /// A user's `get` followed within a minute by their `delete`.
+    fn get_then_delete() -> Rule {
+        Rule {
+            name: "get-then-delete".into(),
+            query: compile_query(
+                r#"sequence by user.name with maxspan=1m
+                     [any where event.action == "get"] [any where event.action == "delete"]"#,
+                Input::Audit,
+            )
+            .unwrap(),
+        }
+    }
+
     #[test]
     fn detector_reports_event_and_sequence_matches() {
         let rules = vec![
@@ -445,15 +458,7 @@ mod tests {
                 )
                 .unwrap(),
             },
-            Rule {
-                name: "get-then-delete".into(),
-                query: compile_query(
-                    r#"sequence by user.name with maxspan=1m
-                         [any where event.action == "get"] [any where event.action == "delete"]"#,
-                    Input::Audit,
-                )
-                .unwrap(),
-            },
+            get_then_delete(),
         ];
         let mut detector = Detector::new(rules).unwrap();
         assert_eq!(
@@ -487,15 +492,7 @@ mod tests {
 
     #[test]
     fn replacing_rules_keeps_the_state_of_unchanged_ones() {
-        let sequence = Rule {
-            name: "get-then-delete".into(),
-            query: compile_query(
-                r#"sequence by user.name with maxspan=1m
-                     [any where event.action == "get"] [any where event.action == "delete"]"#,
-                Input::Audit,
-            )
-            .unwrap(),
-        };
+        let sequence = get_then_delete();
         let creates = Rule {
             name: "creates".into(),
             query: compile_query(r#"any where event.action == "create""#, Input::Audit).unwrap(),
@@ -521,30 +518,15 @@ mod tests {
         );
         // A recompiled (edited) rule starts afresh.
         detector.observe(4, &audit("bob", "get", "secrets"));
-        let edited = Rule {
-            query: compile_query(
-                r#"sequence by user.name with maxspan=1m
-                     [any where event.action == "get"] [any where event.action == "delete"]"#,
-                Input::Audit,
-            )
-            .unwrap(),
-            ..sequence
-        };
+        // Compiled again: the same text, another compilation.
+        let edited = get_then_delete();
         detector.replace_rules(vec![edited]).unwrap();
         assert_eq!(detector.oldest_held_event(), None);
     }
 
     #[test]
     fn open_sequences_hold_their_first_event() {
-        let rules = vec![Rule {
-            name: "get-then-delete".into(),
-            query: compile_query(
-                r#"sequence by user.name with maxspan=1m
-                     [any where event.action == "get"] [any where event.action == "delete"]"#,
-                Input::Audit,
-            )
-            .unwrap(),
-        }];
+        let rules = vec![get_then_delete()];
         let mut detector = Detector::new(rules).unwrap();
         assert_eq!(detector.oldest_held_event(), None);
         detector.observe(7, &audit("bob", "get", "secrets"));
