@@ -30,7 +30,10 @@ impl FieldMapper for AuditFields {
         match ecs::raw_source(field) {
             Some(RawSource::Path(path)) => FieldAccess::NonEmptyPath(path),
             Some(RawSource::Constant(value)) => FieldAccess::Constant(value),
-            Some(RawSource::Computed(compute)) => FieldAccess::Computed(compute),
+            Some(RawSource::Computed(compute)) => FieldAccess::Computed {
+                name: field.to_owned(),
+                compute,
+            },
             // `event.ingested` is the indexing time, which matching never reads (it would make results depend on
             // the clock); like fields the document never has, it reads as missing.
             Some(RawSource::Missing | RawSource::IngestTime) | None => {

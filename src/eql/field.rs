@@ -24,7 +24,9 @@ pub enum FieldAccess {
     /// The same value for every document (e.g. data_stream.dataset). Null = always missing.
     Constant(Json),
     /// Computed from the document (e.g. event.outcome derived from an annotation). Returns null when absent.
-    Computed(ComputeField),
+    /// `name` identifies the computation: fields computed under one name read the same values, so a reader
+    /// of several queries computes them once.
+    Computed { name: String, compute: ComputeField },
 }
 
 impl fmt::Debug for FieldAccess {
@@ -33,7 +35,7 @@ impl fmt::Debug for FieldAccess {
             FieldAccess::Path(parts) => f.debug_tuple("Path").field(parts).finish(),
             FieldAccess::NonEmptyPath(parts) => f.debug_tuple("NonEmptyPath").field(parts).finish(),
             FieldAccess::Constant(value) => f.debug_tuple("Constant").field(value).finish(),
-            FieldAccess::Computed(_) => f.write_str("Computed(..)"),
+            FieldAccess::Computed { name, .. } => f.debug_tuple("Computed").field(name).finish(),
         }
     }
 }
@@ -67,7 +69,7 @@ enum Reader {
         skip_empty: bool,
     },
     Constant(Json),
-    Computed(ComputeField),
+    Computed { name: String, compute: ComputeField },
 }
 
 impl fmt::Debug for Reader {
@@ -79,7 +81,7 @@ impl fmt::Debug for Reader {
                 .field("skip_empty", skip_empty)
                 .finish(),
             Reader::Constant(value) => f.debug_tuple("Constant").field(value).finish(),
-            Reader::Computed(_) => f.write_str("Computed(..)"),
+            Reader::Computed { name, .. } => f.debug_tuple("Computed").field(name).finish(),
         }
     }
 }
@@ -96,7 +98,7 @@ impl ResolvedField {
                 skip_empty: true,
             },
             FieldAccess::Constant(value) => Reader::Constant(value),
-            FieldAccess::Computed(compute) => Reader::Computed(compute),
+            FieldAccess::Computed { name, compute } => Reader::Computed { name, compute },
         };
         ResolvedField { reader }
     }
@@ -109,7 +111,7 @@ impl ResolvedField {
                 walk(doc, keys, 0, &mut skipping_empty(*skip_empty, visit))
             }
             Reader::Constant(value) => any_leaf(value, &mut visit),
-            Reader::Computed(compute) => any_leaf(&*compute(doc), &mut visit),
+            Reader::Computed { compute, .. } => any_leaf(&*compute(doc), &mut visit),
         }
     }
 
@@ -117,7 +119,7 @@ impl ResolvedField {
         matches!(self.reader, Reader::Constant(_))
     }
 
-    /// Whether both read the same values from any document (computed fields only if they share the function).
+    /// Whether both read the same values from any document (computed fields when computed under one name).
     pub fn same_as(&self, other: &ResolvedField) -> bool {
         match (&self.reader, &other.reader) {
             (
@@ -128,7 +130,7 @@ impl ResolvedField {
                 },
             ) => keys == other_keys && skip_empty == other_skip,
             (Reader::Constant(a), Reader::Constant(b)) => a == b,
-            (Reader::Computed(a), Reader::Computed(b)) => Arc::ptr_eq(a, b),
+            (Reader::Computed { name, .. }, Reader::Computed { name: other, .. }) => name == other,
             _ => false,
         }
     }
@@ -153,7 +155,7 @@ impl ResolvedField {
                 });
                 FieldValues::Borrowed(out)
             }
-            Reader::Computed(compute) => {
+            Reader::Computed { compute, .. } => {
                 let mut out = Vec::new();
                 any_leaf(&*compute(doc), &mut |v: &dyn Node| {
                     out.push(v.to_json());

@@ -6,7 +6,7 @@
 //! compile(&ast::Query, &CompileOptions) -> Result<CompiledQuery, CompileError>
 //! CompileOptions { fields: &dyn FieldMapper, timestamp_field, tiebreaker_field, event_category_field }
 //!     (CompileOptions::default(): PlainFields, "@timestamp", no tiebreaker, "event.category")
-//! FieldMapper::access(&str) -> FieldAccess::{Path(Vec<String>), Constant(Json), Computed(Arc<dyn Fn>)}
+//! FieldMapper::access(&str) -> FieldAccess::{Path, NonEmptyPath, Constant, Computed { name, compute }}
 //! Node: how documents are read (serde_json::Value implements it; callers may bring their own)
 //! CompiledQuery::kind() -> QueryKind::{Event, Sequence, Sample}; has_pipes() -> bool
 //! CompiledQuery::matches(&dyn Node) -> bool                      event queries: does one document match
