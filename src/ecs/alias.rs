@@ -82,7 +82,7 @@ pub fn raw_source(ecs_field: &str) -> Option<RawSource> {
                 LazyLock::new(|| ["success".into(), "failure".into()]);
             let outcome = audit
                 .get("annotations")
-                .and_then(|annotations| annotations.get("authorization.k8s.io/decision"))
+                .and_then(|annotations| annotations.get(DECISION_ANNOTATION))
                 .and_then(|decision| decision.as_str())
                 .and_then(decision_outcome);
             match outcome {
@@ -126,21 +126,66 @@ pub fn raw_paths_read(ecs_field: &str) -> Vec<Vec<String>> {
     match raw_source(ecs_field) {
         Some(RawSource::Path(segments)) => vec![segments],
         Some(RawSource::Computed(_)) => match ecs_field {
-            "event.outcome" => key("annotations"),
+            "event.outcome" => vec![annotation_path(DECISION_ANNOTATION)],
             "source.ip" | "client.ip" | "related.ip" => key("sourceIPs"),
             "related.user" => key("user"),
             "kubernetes.audit.requestObject" => key("requestObject"),
             "kubernetes.audit.responseObject" => key("responseObject"),
-            annotation if annotation.starts_with("kubernetes.audit.annotations.") => {
-                key("annotations")
-            }
             "kubernetes.audit.annotations" => key("annotations"),
-            _ => vec![Vec::new()],
+            annotation => match annotation.strip_prefix("kubernetes.audit.annotations.") {
+                Some(rest) => annotation_spellings(rest.split('.').next().unwrap_or(rest)),
+                None => vec![Vec::new()],
+            },
         },
         Some(RawSource::Constant(_) | RawSource::Missing | RawSource::IngestTime) | None => {
             Vec::new()
         }
     }
+}
+
+/// The annotation `event.outcome` is derived from.
+const DECISION_ANNOTATION: &str = "authorization.k8s.io/decision";
+
+/// The raw path of the annotation `raw_key`: a reader splits keys on dots, as it does every key.
+fn annotation_path(raw_key: &str) -> Vec<String> {
+    std::iter::once("annotations")
+        .chain(raw_key.split('.'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Most underscores in a dedotted annotation name whose raw spellings are listed; past that, all annotations
+/// are read (2^n spellings).
+const MAX_SPELLED_UNDERSCORES: usize = 6;
+
+/// The raw paths of every annotation that dedots to `dedotted` (each `_` may have been `.` or `_`; see
+/// [`annotation_source`]), so that the reason and other long annotations are never read for it.
+fn annotation_spellings(dedotted: &str) -> Vec<Vec<String>> {
+    let underscores = dedotted.matches('_').count();
+    if underscores > MAX_SPELLED_UNDERSCORES {
+        return vec![vec!["annotations".to_owned()]];
+    }
+    (0..1usize << underscores)
+        .map(|dots| {
+            // Bit n of `dots` says whether the nth underscore was a dot.
+            let mut nth = 0;
+            let spelling: String = dedotted
+                .chars()
+                .map(|ch| match ch {
+                    '_' => {
+                        nth += 1;
+                        if dots & (1 << (nth - 1)) != 0 {
+                            '.'
+                        } else {
+                            '_'
+                        }
+                    }
+                    other => other,
+                })
+                .collect();
+            annotation_path(&spelling)
+        })
+        .collect()
 }
 
 /// `kubernetes.audit.<rest>`: the raw path `<rest>`, except where the document differs.

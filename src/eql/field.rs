@@ -69,7 +69,10 @@ enum Reader {
         skip_empty: bool,
     },
     Constant(Json),
-    Computed { name: String, compute: ComputeField },
+    Computed {
+        name: String,
+        compute: ComputeField,
+    },
 }
 
 impl fmt::Debug for Reader {
