@@ -43,6 +43,16 @@ struct Selection {
     /// Bit `n % 64` is set for a child of `n` bytes: every key of every line is looked up, and most are ruled
     /// out by their length alone.
     child_lengths: u64,
+    /// Bit `b % 64` is set for a child whose name starts with byte `b`: a dotted key can only lead somewhere if
+    /// its first part is a child, so most keys are never searched for dots.
+    child_first_bytes: u64,
+}
+
+/// Where a kept key leads.
+struct Member<'s> {
+    selection: &'s Selection,
+    /// The child's name when the key is exactly that (no dots, valid UTF-8: a child's name is a `String`).
+    name: Option<&'s str>,
 }
 
 impl Selection {
@@ -61,6 +71,9 @@ impl Selection {
                 self.children
                     .push((segment.to_owned(), Selection::default()));
                 self.child_lengths |= 1 << (segment.len() % 64);
+                // A key spelling an empty first segment starts with its dot.
+                let first = segment.bytes().next().unwrap_or(b'.');
+                self.child_first_bytes |= 1 << (first % 64);
                 self.children.len() - 1
             }
         };
@@ -74,20 +87,31 @@ impl Selection {
         }
     }
 
-    /// The node a raw key leads to. A key with dots stands for as many segments as it has parts, as field paths
-    /// read it (`{"a.b": 1}` is `a.b`).
-    fn child(&self, key: &[u8]) -> Option<&Selection> {
+    /// Where a raw key leads, if anywhere. A key with dots stands for as many segments as it has parts, as field
+    /// paths read it (`{"a.b": 1}` is `a.b`).
+    fn member(&self, key: &[u8]) -> Option<Member<'_>> {
         // Segments never hold dots, so most keys are one segment and either match here or not at all.
-        match self.segment(key) {
-            Some(child) => Some(child),
-            None if key.contains(&b'.') => key
-                .split(|byte| *byte == b'.')
-                .try_fold(self, |node, segment| node.segment(segment)),
-            None => None,
+        if let Some((name, selection)) = self.segment(key) {
+            return Some(Member {
+                selection,
+                name: Some(name),
+            });
         }
+        let first = *key.first()?;
+        if self.child_first_bytes & (1 << (first % 64)) == 0 || !key.contains(&b'.') {
+            return None;
+        }
+        key.split(|byte| *byte == b'.')
+            .try_fold(self, |node, segment| {
+                node.segment(segment).map(|(_, child)| child)
+            })
+            .map(|selection| Member {
+                selection,
+                name: None,
+            })
     }
 
-    fn segment(&self, segment: &[u8]) -> Option<&Selection> {
+    fn segment(&self, segment: &[u8]) -> Option<(&str, &Selection)> {
         if self.child_lengths & (1 << (segment.len() % 64)) == 0 {
             return None;
         }
@@ -96,7 +120,7 @@ impl Selection {
         self.children
             .iter()
             .find(|(name, _)| name.as_bytes().first() == first && name.as_bytes() == segment)
-            .map(|(_, child)| child)
+            .map(|(name, child)| (name.as_str(), child))
     }
 }
 
@@ -163,7 +187,7 @@ impl Projection {
     /// The events of `text` as `selection` keeps them.
     fn events<'a>(
         &self,
-        selection: &Selection,
+        selection: &'a Selection,
         text: &'a [u8],
         arena: &'a Bump,
     ) -> Result<&'a [Doc<'a>], MalformedReason> {
@@ -396,12 +420,12 @@ impl Node for Doc<'_> {
 
 /// Deserialises a value keeping only what a `Selection` selects; arrays are transparent, as they are to field paths.
 #[derive(Clone, Copy)]
-struct Project<'n, 'de> {
-    selection: &'n Selection,
+struct Project<'de> {
+    selection: &'de Selection,
     arena: &'de Bump,
 }
 
-impl<'de> DeserializeSeed<'de> for Project<'_, 'de> {
+impl<'de> DeserializeSeed<'de> for Project<'de> {
     type Value = Doc<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Doc<'de>, D::Error> {
@@ -409,7 +433,7 @@ impl<'de> DeserializeSeed<'de> for Project<'_, 'de> {
     }
 }
 
-impl<'de> Visitor<'de> for Project<'_, 'de> {
+impl<'de> Visitor<'de> for Project<'de> {
     type Value = Doc<'de>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
@@ -425,33 +449,41 @@ impl<'de> Visitor<'de> for Project<'_, 'de> {
         let mut members = bumpalo::collections::Vec::with_capacity_in(capacity, self.arena);
         let mut dotted_keys = false;
         while let Some(RawKey(key)) = map.next_key()? {
-            let child = match self.selection.whole {
-                true => Some(self.selection),
-                false => self.selection.child(&key),
+            let member = match self.selection.whole {
+                true => Some(Member {
+                    selection: self.selection,
+                    name: None,
+                }),
+                false => self.selection.member(&key),
             };
-            match child {
-                Some(selection) => {
-                    let value = map.next_value_seed(Project { selection, ..self })?;
+            let Some(Member { selection, name }) = member else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let value = map.next_value_seed(Project { selection, ..self })?;
+            let key: &'de str = match name {
+                Some(name) => name,
+                None => {
                     // Only the keys kept are checked to be UTF-8, as only the values kept are.
                     let not_utf8 = |_| de::Error::custom("object key is not UTF-8");
-                    let key: &'de str = match key {
+                    let key = match key {
                         Cow::Borrowed(key) => std::str::from_utf8(key).map_err(not_utf8)?,
                         Cow::Owned(key) => self
                             .arena
                             .alloc_str(std::str::from_utf8(&key).map_err(not_utf8)?),
                     };
                     dotted_keys |= key.contains('.');
-                    match members
-                        .iter_mut()
-                        .find(|(name, _): &&mut (&str, Doc)| *name == key)
-                    {
-                        Some(member) => member.1 = value,
-                        None => members.push((key, value)),
-                    }
+                    key
                 }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+            };
+            // A repeated key keeps its last value.
+            match members.iter_mut().find(|(known, _): &&mut (&str, Doc)| {
+                known.len() == key.len()
+                    && known.as_bytes().first() == key.as_bytes().first()
+                    && *known == key
+            }) {
+                Some(member) => member.1 = value,
+                None => members.push((key, value)),
             }
         }
         Ok(Doc::Object {
@@ -567,7 +599,9 @@ mod tests {
             "annotations": {
                 "authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "", "sp\u{e9}cial": "1",
                 // Dedotted, both are `a_b_c`: the greater raw key wins.
-                "a.b_c": "first", "a_b.c": "second"
+                "a.b_c": "first", "a_b.c": "second",
+                // Spells `_x` with an empty first segment.
+                ".x": "dot first"
             },
             "stageTimestamp": "2026-12-04T10:00:00.000000Z"
         })
@@ -599,6 +633,7 @@ mod tests {
             "kubernetes.audit.annotations",
             "kubernetes.audit.annotations.authorization_k8s_io/decision",
             "kubernetes.audit.annotations.a_b_c",
+            "kubernetes.audit.annotations._x",
             "kubernetes.audit.annotations.sp\u{e9}cial",
         ];
         // An escaped key cannot be borrowed from the line.
