@@ -81,21 +81,25 @@ pub struct Match {
     pub events: Vec<Option<u64>>,
 }
 
-/// At most this many conditions per alternative are checked before evaluating a rule: more would read more fields
-/// per event than they save.
-const CONDITIONS_PER_RULE: usize = 2;
-
-/// Tells, from a few fields read once per event, which rules the event cannot matter to, so that they are not fed
-/// it: a rule is skipped only when, for each alternative of its [`CompiledQuery::relevance`] (its filter; each
-/// stage of a sequence), some condition (`f == "x"`, `f in (…)`, `f in~ (…)`) is false for the event.
+/// Tells, from a few fields read at most once per event, which rules the event cannot matter to, so that they are
+/// not fed it: a rule is skipped only when, for each alternative of its [`CompiledQuery::relevance`] (its filter;
+/// each stage of a sequence), some condition (`f == "x"`, `f in (…)`, `f in~ (…)`) is false for the event.
+///
+/// A field is read when a condition on it is first needed for the event: a rule's conditions are checked in
+/// order and the first false one ends the check, so a computed field (an annotation, `event.outcome`) is only
+/// read for events that meet the conditions before it.
 #[derive(Default)]
 pub struct Prefilter {
     fields: Vec<IndexedField>,
     /// Per rule, the alternatives of conditions (indexes into `holds`) one of which an event must meet in full;
     /// `None` for rules fed every event.
     rule_conditions: Vec<Option<Vec<Vec<usize>>>>,
-    /// Which conditions the last observed event meets.
+    /// The field (index into `fields`) of each condition.
+    condition_fields: Vec<usize>,
+    /// Which conditions the observed event meets, on the fields read so far.
     holds: Vec<bool>,
+    /// Which fields have been read for the observed event.
+    read: Vec<bool>,
 }
 
 /// One field read per event, with the conditions on it by the string value that makes them hold.
@@ -129,29 +133,26 @@ impl Prefilter {
                 .find(|(f, _)| f.same_as(field))
                 .map_or(0, |(_, rules)| *rules)
         };
-        let mut prefilter = Prefilter {
-            fields: Vec::new(),
-            rule_conditions: Vec::new(),
-            holds: Vec::new(),
-        };
+        let mut prefilter = Prefilter::default();
         for alternatives in &relevance {
             let ids = alternatives.as_ref().map(|alternatives| {
                 alternatives
                     .iter()
                     .map(|conditions| {
-                        // A constant field tells nothing about the event; of the others, prefer fields read for
-                        // other rules too, then the conditions fewest values meet.
+                        // A constant field tells nothing about the event. The others are checked in this order:
+                        // fields read by a path before computed ones (dearer), fields other rules test too (likely
+                        // read already), then the conditions fewest values meet (likeliest to end the check).
                         let mut chosen: Vec<&eql::RequiredValues> = conditions
                             .iter()
                             .filter(|condition| !condition.field.is_constant())
                             .collect();
                         chosen.sort_by_key(|condition| {
                             (
+                                condition.field.is_computed(),
                                 std::cmp::Reverse(shared(&condition.field)),
                                 condition.values.len(),
                             )
                         });
-                        chosen.truncate(CONDITIONS_PER_RULE);
                         chosen
                             .into_iter()
                             .map(|condition| prefilter.add(condition))
@@ -167,7 +168,7 @@ impl Prefilter {
     fn add(&mut self, condition: &eql::RequiredValues) -> usize {
         let id = self.holds.len();
         self.holds.push(false);
-        let index = match self
+        let field = match self
             .fields
             .iter()
             .position(|indexed| indexed.field.same_as(&condition.field))
@@ -180,10 +181,12 @@ impl Prefilter {
                     folded: ValueIndex::default(),
                     conditions: Vec::new(),
                 });
+                self.read.push(false);
                 self.fields.len() - 1
             }
         };
-        let indexed = &mut self.fields[index];
+        self.condition_fields.push(field);
+        let indexed = &mut self.fields[field];
         indexed.conditions.push(id);
         let by_value = if condition.case_insensitive {
             &mut indexed.folded
@@ -196,37 +199,48 @@ impl Prefilter {
         id
     }
 
-    /// Reads the indexed fields of `event`; [`may_match`](Self::may_match) then answers for it.
-    pub fn observe(&mut self, event: &dyn Node) {
-        self.holds.fill(false);
-        let holds = &mut self.holds;
-        for indexed in &self.fields {
-            indexed.field.any_value(event, |leaf| {
-                let Some(text) = leaf.as_str() else {
-                    indexed.conditions.iter().for_each(|id| holds[*id] = true);
-                    return false;
-                };
-                let exact = indexed.exact.get(text);
-                let folded = match indexed.folded.is_empty() {
-                    true => None,
-                    false => indexed.folded.get(eql::fold_case(text).as_ref()),
-                };
-                for id in exact.into_iter().chain(folded).flatten() {
-                    holds[*id] = true;
-                }
-                false
-            });
-        }
+    /// Starts on a new event: [`may_match`](Self::may_match) then answers for it.
+    pub fn observe(&mut self) {
+        self.read.fill(false);
     }
 
-    /// Whether the last observed event may matter to rule `index`.
-    pub fn may_match(&self, index: usize) -> bool {
-        match self.rule_conditions.get(index) {
-            Some(Some(alternatives)) => alternatives
-                .iter()
-                .any(|conditions| conditions.iter().all(|id| self.holds[*id])),
-            Some(None) | None => true,
-        }
+    /// Whether the observed `event` may matter to rule `index`.
+    pub fn may_match(&mut self, index: usize, event: &dyn Node) -> bool {
+        let Some(Some(alternatives)) = self.rule_conditions.get(index) else {
+            return true;
+        };
+        alternatives.iter().any(|conditions| {
+            conditions.iter().all(|id| {
+                let field = self.condition_fields[*id];
+                if !self.read[field] {
+                    self.fields[field].read(event, &mut self.holds);
+                    self.read[field] = true;
+                }
+                self.holds[*id]
+            })
+        })
+    }
+}
+
+impl IndexedField {
+    /// Sets `holds` for the conditions on this field.
+    fn read(&self, event: &dyn Node, holds: &mut [bool]) {
+        self.conditions.iter().for_each(|id| holds[*id] = false);
+        self.field.any_value(event, |leaf| {
+            let Some(text) = leaf.as_str() else {
+                self.conditions.iter().for_each(|id| holds[*id] = true);
+                return false;
+            };
+            let exact = self.exact.get(text);
+            let folded = match self.folded.is_empty() {
+                true => None,
+                false => self.folded.get(eql::fold_case(text).as_ref()),
+            };
+            for id in exact.into_iter().chain(folded).flatten() {
+                holds[*id] = true;
+            }
+            false
+        });
     }
 }
 
@@ -347,9 +361,9 @@ impl Detector {
     pub fn observe(&mut self, id: u64, event: &dyn Node) -> Vec<Match> {
         let mut matches = Vec::new();
         self.holds_last_event = false;
-        self.prefilter.observe(event);
+        self.prefilter.observe();
         for (index, (rule, streamer)) in self.rules.iter_mut().enumerate() {
-            if !self.prefilter.may_match(index) {
+            if !self.prefilter.may_match(index, event) {
                 continue;
             }
             if rule.query.kind() == QueryKind::Event && !rule.query.has_pipes() {

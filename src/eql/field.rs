@@ -122,6 +122,10 @@ impl ResolvedField {
         matches!(self.reader, Reader::Constant(_))
     }
 
+    pub fn is_computed(&self) -> bool {
+        matches!(self.reader, Reader::Computed { .. })
+    }
+
     /// Whether both read the same values from any document (computed fields when computed under one name).
     pub fn same_as(&self, other: &ResolvedField) -> bool {
         match (&self.reader, &other.reader) {

@@ -126,6 +126,11 @@ impl FieldReader {
     pub fn is_constant(&self) -> bool {
         self.0.is_constant()
     }
+
+    /// Whether its values are computed from the document rather than read from it.
+    pub fn is_computed(&self) -> bool {
+        self.0.is_computed()
+    }
 }
 
 #[derive(Debug, Clone)]
