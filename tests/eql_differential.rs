@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "../benches/support/split_mix.rs"]
+mod split_mix;
+
 use serde_json::{Value as Json, json};
+use split_mix::SplitMix64;
 use vigil::eql::{CompileOptions, compile, parse};
 
 const EQL_VERSION: &str = "1.0.1";
@@ -132,20 +136,7 @@ fn oracle_python() -> Result<PathBuf, String> {
 // Random generation
 // ------------------------------------------------------------------------------------------------------------
 
-/// SplitMix64: tiny, deterministic, good enough for test-case generation.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+impl SplitMix64 {
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
         lo + (self.next() % (hi - lo + 1) as u64) as i64
     }
@@ -219,7 +210,7 @@ const STRING_FIELDS: &[(&str, &[&str])] = &[
 const NUMBER_FIELDS: &[&str] = &["process.pid", "size"];
 
 /// Puts `value` at a dotted path, either as nested objects or (sometimes) as a dotted key at some level.
-fn insert(rng: &mut Rng, doc: &mut serde_json::Map<String, Json>, path: &str, value: Json) {
+fn insert(rng: &mut SplitMix64, doc: &mut serde_json::Map<String, Json>, path: &str, value: Json) {
     let parts: Vec<&str> = path.split('.').collect();
     // Split point: keys before it are nested objects, the rest one dotted key.
     let split = if parts.len() > 1 && rng.chance(35) {
@@ -240,7 +231,7 @@ fn insert(rng: &mut Rng, doc: &mut serde_json::Map<String, Json>, path: &str, va
     map.insert(parts[split..].join("."), value);
 }
 
-fn random_string_value(rng: &mut Rng, pool: &[&str], multi_percent: usize) -> Json {
+fn random_string_value(rng: &mut SplitMix64, pool: &[&str], multi_percent: usize) -> Json {
     match rng.below(100) {
         n if n < 8 => Json::Null,
         n if n < 10 => json!([]),
@@ -252,7 +243,7 @@ fn random_string_value(rng: &mut Rng, pool: &[&str], multi_percent: usize) -> Js
     }
 }
 
-fn random_events(rng: &mut Rng) -> Vec<Json> {
+fn random_events(rng: &mut SplitMix64) -> Vec<Json> {
     const BASE_MILLIS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
     let mut offset = 0i64;
     (0..EVENTS)
@@ -333,7 +324,7 @@ fn quote(s: &str) -> String {
 }
 
 struct Gen<'a> {
-    rng: &'a mut Rng,
+    rng: &'a mut SplitMix64,
 }
 
 impl Gen<'_> {
@@ -852,7 +843,7 @@ fn vigil_agrees_with_the_reference_oracle_on_random_queries() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5EED_0E01_u64);
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     let events = random_events(&mut rng);
     let mut generator = Gen { rng: &mut rng };
     let mut queries: Vec<Query> = (0..EVENT_QUERIES)

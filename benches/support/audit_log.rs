@@ -5,22 +5,12 @@
 
 use serde_json::{Value, json};
 
-/// SplitMix64: tiny, fast, and the same sequence on every platform.
-struct SplitMix64(u64);
+#[path = "split_mix.rs"]
+mod split_mix;
+
+use split_mix::SplitMix64;
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
     /// True with probability `per_mille` / 1000.
     fn chance(&mut self, per_mille: u64) -> bool {
         self.next() % 1000 < per_mille
