@@ -81,6 +81,14 @@ impl Log {
     fn open(&self, start_at: StartAt) -> Follower {
         Follower::open(self.config(start_at), self.counters.clone()).unwrap()
     }
+
+    /// Writes events 1–3 and returns a follower that has read (and committed) them.
+    fn follower_past_first_three(&self) -> Follower {
+        append(&self.active(), &events(1..=3));
+        let mut follower = self.open(StartAt::Beginning);
+        assert_eq!(read(&mut follower, 3).0, ids(1..=3));
+        follower
+    }
 }
 
 /// Reads until `count` lines arrived, committing after each batch as a stateless consumer does.
@@ -133,9 +141,7 @@ fn gaps(batches: &[Batch]) -> Vec<GapKind> {
 #[test]
 fn appended_lines_are_read_and_a_partial_line_waits_for_its_newline() {
     let log = Log::new();
-    append(&log.active(), &events(1..=3));
-    let mut follower = log.open(StartAt::Beginning);
-    assert_eq!(read(&mut follower, 3).0, ids(1..=3));
+    let mut follower = log.follower_past_first_three();
     let fourth = event(4);
     let (head, tail) = fourth.split_at(40);
     append(&log.active(), &(event(5) + head));
@@ -180,9 +186,7 @@ fn start_at_end_skips_what_is_there() {
 #[test]
 fn lumberjack_rotation_with_gzip_is_followed_without_repeats() {
     let log = Log::new();
-    append(&log.active(), &events(1..=3));
-    let mut follower = log.open(StartAt::Beginning);
-    assert_eq!(read(&mut follower, 3).0, ids(1..=3));
+    let mut follower = log.follower_past_first_three();
     // The writer's last lines land just before the rename, then the backup is compressed and the new file
     // written: the follower finishes the old file through its open handle and skips the gzip (same content).
     append(&log.active(), &events(4..=5));
@@ -260,10 +264,8 @@ fn truncation_without_a_copy_is_a_reported_gap() {
 #[test]
 fn a_restart_resumes_at_the_checkpoint() {
     let log = Log::new();
-    append(&log.active(), &events(1..=3));
-    let mut follower = log.open(StartAt::Beginning);
-    assert_eq!(read(&mut follower, 3).0, ids(1..=3));
-    drop(follower);
+    // Stopped: its checkpoint is after event 3.
+    drop(log.follower_past_first_three());
     append(&log.active(), &events(4..=5));
     let mut follower = log.open(StartAt::Beginning);
     assert_eq!(read(&mut follower, 2).0, ids(4..=5));
@@ -273,10 +275,8 @@ fn a_restart_resumes_at_the_checkpoint() {
 #[test]
 fn rotations_while_stopped_are_caught_up_including_gzip_backups() {
     let log = Log::new();
-    append(&log.active(), &events(1..=3));
-    let mut follower = log.open(StartAt::Beginning);
-    assert_eq!(read(&mut follower, 3).0, ids(1..=3));
-    drop(follower);
+    // Stopped: its checkpoint is after event 3.
+    drop(log.follower_past_first_three());
     append(&log.active(), &events(4..=5));
     let first = log.path("audit-2026-12-04T10-00-00.000.log");
     fs::rename(log.active(), &first).unwrap();
@@ -293,10 +293,8 @@ fn rotations_while_stopped_are_caught_up_including_gzip_backups() {
 #[test]
 fn a_checkpointed_file_deleted_while_stopped_is_a_reported_gap() {
     let log = Log::new();
-    append(&log.active(), &events(1..=3));
-    let mut follower = log.open(StartAt::Beginning);
-    assert_eq!(read(&mut follower, 3).0, ids(1..=3));
-    drop(follower);
+    // Stopped: its checkpoint is after event 3.
+    drop(log.follower_past_first_three());
     // Replaced by a new file (created before the old one is gone, so it cannot reuse its inode).
     append(&log.path("audit.log.new"), &events(4..=5));
     fs::rename(log.path("audit.log.new"), log.active()).unwrap();
@@ -309,10 +307,8 @@ fn a_checkpointed_file_deleted_while_stopped_is_a_reported_gap() {
 #[test]
 fn a_file_truncated_while_stopped_is_a_reported_gap() {
     let log = Log::new();
-    append(&log.active(), &events(1..=3));
-    let mut follower = log.open(StartAt::Beginning);
-    assert_eq!(read(&mut follower, 3).0, ids(1..=3));
-    drop(follower);
+    // Stopped: its checkpoint is after event 3.
+    drop(log.follower_past_first_three());
     File::create(log.active()).unwrap();
     append(&log.active(), &events(4..=4));
     let mut follower = log.open(StartAt::End);
