@@ -85,21 +85,37 @@ pub struct Match {
 /// not fed it: a rule is skipped only when, for each alternative of its [`CompiledQuery::relevance`] (its filter;
 /// each stage of a sequence), some condition (`f == "x"`, `f in (…)`, `f in~ (…)`) is false for the event.
 ///
-/// A field is read when a condition on it is first needed for the event: a rule's conditions are checked in
-/// order and the first false one ends the check, so a computed field (an annotation, `event.outcome`) is only
-/// read for events that meet the conditions before it.
+/// Only the fields of each alternative's first condition are read for every event; the alternatives whose first
+/// condition holds check the rest in order, reading a field when first needed, so a computed field (an annotation,
+/// `event.outcome`) is only read for events that got that far, and rules an event cannot start cost nothing.
 #[derive(Default)]
 pub struct Prefilter {
     fields: Vec<IndexedField>,
-    /// Per rule, the alternatives of conditions (indexes into `holds`) one of which an event must meet in full;
-    /// `None` for rules fed every event.
-    rule_conditions: Vec<Option<Vec<Vec<usize>>>>,
-    /// The field (index into `fields`) of each condition.
-    condition_fields: Vec<usize>,
+    /// The alternatives of every rule that has conditions for each of them.
+    alternatives: Vec<Alternative>,
+    /// Per rule, whether it is fed every event (no alternative or an alternative without conditions).
+    unconditional: Vec<bool>,
+    /// Per condition (index into `holds`): its field, and the alternative it is the first condition of.
+    conditions: Vec<Condition>,
+    /// The fields of first conditions, read for every event.
+    first_fields: Vec<usize>,
     /// Which conditions the observed event meets, on the fields read so far.
     holds: Vec<bool>,
     /// Which fields have been read for the observed event.
     read: Vec<bool>,
+    /// Which rules the observed event may matter to.
+    candidates: Vec<bool>,
+}
+
+struct Alternative {
+    rule: usize,
+    /// Conditions (indexes into `holds`) the event must meet in full, in the order they are checked.
+    conditions: Vec<usize>,
+}
+
+struct Condition {
+    field: usize,
+    starts: Option<usize>,
 }
 
 /// One field read per event, with the conditions on it by the string value that makes them hold.
@@ -134,33 +150,49 @@ impl Prefilter {
                 .map_or(0, |(_, rules)| *rules)
         };
         let mut prefilter = Prefilter::default();
-        for alternatives in &relevance {
-            let ids = alternatives.as_ref().map(|alternatives| {
-                alternatives
-                    .iter()
-                    .map(|conditions| {
-                        // A constant field tells nothing about the event. The others are checked in this order:
-                        // fields read by a path before computed ones (dearer), fields other rules test too (likely
-                        // read already), then the conditions fewest values meet (likeliest to end the check).
-                        let mut chosen: Vec<&eql::RequiredValues> = conditions
-                            .iter()
-                            .filter(|condition| !condition.field.is_constant())
-                            .collect();
-                        chosen.sort_by_key(|condition| {
-                            (
-                                condition.field.is_computed(),
-                                std::cmp::Reverse(shared(&condition.field)),
-                                condition.values.len(),
-                            )
-                        });
-                        chosen
-                            .into_iter()
-                            .map(|condition| prefilter.add(condition))
-                            .collect()
-                    })
-                    .collect()
-            });
-            prefilter.rule_conditions.push(ids);
+        for (rule, alternatives) in relevance.iter().enumerate() {
+            let alternatives: Vec<Vec<&eql::RequiredValues>> = alternatives
+                .iter()
+                .flatten()
+                .map(|conditions| {
+                    // A constant field tells nothing about the event. The others are checked in this order:
+                    // fields read by a path before computed ones (dearer), fields other rules test too (likely
+                    // read already), then the conditions fewest values meet (likeliest to end the check).
+                    let mut chosen: Vec<&eql::RequiredValues> = conditions
+                        .iter()
+                        .filter(|condition| !condition.field.is_constant())
+                        .collect();
+                    chosen.sort_by_key(|condition| {
+                        (
+                            condition.field.is_computed(),
+                            std::cmp::Reverse(shared(&condition.field)),
+                            condition.values.len(),
+                        )
+                    });
+                    chosen
+                })
+                .collect();
+            let unconditional = alternatives.is_empty() || alternatives.iter().any(Vec::is_empty);
+            prefilter.unconditional.push(unconditional);
+            if unconditional {
+                continue;
+            }
+            for conditions in alternatives {
+                let alternative = prefilter.alternatives.len();
+                let ids: Vec<usize> = conditions
+                    .into_iter()
+                    .map(|condition| prefilter.add(condition))
+                    .collect();
+                let first = &mut prefilter.conditions[ids[0]];
+                first.starts = Some(alternative);
+                if !prefilter.first_fields.contains(&first.field) {
+                    prefilter.first_fields.push(first.field);
+                }
+                prefilter.alternatives.push(Alternative {
+                    rule,
+                    conditions: ids,
+                });
+            }
         }
         prefilter
     }
@@ -185,7 +217,10 @@ impl Prefilter {
                 self.fields.len() - 1
             }
         };
-        self.condition_fields.push(field);
+        self.conditions.push(Condition {
+            field,
+            starts: None,
+        });
         let indexed = &mut self.fields[field];
         indexed.conditions.push(id);
         let by_value = if condition.case_insensitive {
@@ -199,26 +234,41 @@ impl Prefilter {
         id
     }
 
-    /// Starts on a new event: [`may_match`](Self::may_match) then answers for it.
-    pub fn observe(&mut self) {
+    /// Finds the rules `event` may matter to; [`may_match`](Self::may_match) then answers for it.
+    pub fn observe(&mut self, event: &dyn Node) {
         self.read.fill(false);
+        self.candidates.clone_from(&self.unconditional);
+        for &first_field in &self.first_fields {
+            if !self.read[first_field] {
+                self.fields[first_field].read(event, &mut self.holds);
+                self.read[first_field] = true;
+            }
+            for &id in &self.fields[first_field].conditions {
+                let Some(alternative) = self.conditions[id].starts else {
+                    continue;
+                };
+                let Alternative { rule, conditions } = &self.alternatives[alternative];
+                if !self.holds[id] || self.candidates[*rule] {
+                    continue;
+                }
+                let rest_holds = conditions[1..].iter().all(|&id| {
+                    let field = self.conditions[id].field;
+                    if !self.read[field] {
+                        self.fields[field].read(event, &mut self.holds);
+                        self.read[field] = true;
+                    }
+                    self.holds[id]
+                });
+                self.candidates[*rule] |= rest_holds;
+            }
+        }
     }
 
-    /// Whether the observed `event` may matter to rule `index`.
-    pub fn may_match(&mut self, index: usize, event: &dyn Node) -> bool {
-        let Some(Some(alternatives)) = self.rule_conditions.get(index) else {
-            return true;
-        };
-        alternatives.iter().any(|conditions| {
-            conditions.iter().all(|id| {
-                let field = self.condition_fields[*id];
-                if !self.read[field] {
-                    self.fields[field].read(event, &mut self.holds);
-                    self.read[field] = true;
-                }
-                self.holds[*id]
-            })
-        })
+    /// Whether the observed event may matter to rule `index`.
+    pub fn may_match(&self, index: usize) -> bool {
+        self.candidates
+            .get(index)
+            .is_none_or(|candidate| *candidate)
     }
 }
 
@@ -361,9 +411,9 @@ impl Detector {
     pub fn observe(&mut self, id: u64, event: &dyn Node) -> Vec<Match> {
         let mut matches = Vec::new();
         self.holds_last_event = false;
-        self.prefilter.observe();
+        self.prefilter.observe(event);
         for (index, (rule, streamer)) in self.rules.iter_mut().enumerate() {
-            if !self.prefilter.may_match(index, event) {
+            if !self.prefilter.may_match(index) {
                 continue;
             }
             if rule.query.kind() == QueryKind::Event && !rule.query.has_pipes() {
