@@ -391,6 +391,19 @@ async fn write_status(
     Ok(())
 }
 
+/// Alerts by creation. Creation times have a resolution of one second: alerts created within one are ordered by
+/// their first event.
+fn oldest_first(alerts: &[Arc<DetectionAlert>]) -> Vec<Arc<DetectionAlert>> {
+    let mut alerts = alerts.to_vec();
+    alerts.sort_by_key(|alert| {
+        (
+            alert.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            alert.spec.first_seen.0,
+        )
+    });
+    alerts
+}
+
 /// `--alert-max-count` and `--alert-max-age`: the oldest alerts are removed first.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -405,8 +418,7 @@ impl Retention {
         listed: &[Arc<DetectionAlert>],
         metrics: &Metrics,
     ) {
-        let mut listed = listed.to_vec();
-        listed.sort_by_key(|alert| alert.metadata.creation_timestamp.clone().map(|t| t.0));
+        let listed = oldest_first(listed);
         let cutoff = SignedDuration::try_from(self.max_age)
             .ok()
             .and_then(|age| Timestamp::now().checked_sub(age).ok());
@@ -458,6 +470,32 @@ mod tests {
         assert_eq!(delays, [500, 1000, 2000, 4000, 5000, 5000]);
         backoff.reset();
         assert_eq!(backoff.next(), Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn alerts_created_in_one_second_are_ordered_by_their_first_event() {
+        let alert = |name: &str, created: &str, first_seen: &str| {
+            let alert: DetectionAlert = serde_json::from_value(json!({
+                "apiVersion": "vigil.dev/v1alpha1", "kind": "DetectionAlert",
+                "metadata": {"name": name, "creationTimestamp": created},
+                "spec": {
+                    "rule": {"name": "r", "severity": "low"}, "events": [{"auditID": name}],
+                    "firstSeen": first_seen, "lastSeen": first_seen, "count": 1, "message": "m"
+                }
+            }))
+            .unwrap();
+            Arc::new(alert)
+        };
+        let listed = [
+            alert("c", "2026-12-04T10:00:01Z", "2026-12-04T10:00:00.100Z"),
+            alert("b", "2026-12-04T10:00:00Z", "2026-12-04T09:59:59.900Z"),
+            alert("a", "2026-12-04T10:00:00Z", "2026-12-04T09:59:59.950Z"),
+        ];
+        let names: Vec<String> = oldest_first(&listed)
+            .iter()
+            .map(|alert| alert.name_any())
+            .collect();
+        assert_eq!(names, ["b", "a", "c"]);
     }
 
     #[test]
