@@ -114,7 +114,9 @@ struct Alternative {
 }
 
 struct Condition {
+    /// Index into `fields`.
     field: usize,
+    /// The alternative (index into `alternatives`) this is the first condition of.
     starts: Option<usize>,
 }
 
@@ -630,6 +632,64 @@ mod tests {
         detector.observe(11, &audit("carol", "list", "secrets"));
         assert!(detector.held_events().is_empty(), "no stage passed");
         assert!(!detector.holds_last_event());
+    }
+
+    #[test]
+    fn the_prefilter_reads_computed_fields_only_for_events_that_get_that_far() {
+        /// Plain fields, and `computed`, which counts its reads.
+        struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+        impl FieldMapper for Counting {
+            fn access(&self, field: &str) -> FieldAccess {
+                if field != "computed" {
+                    return PlainFields.access(field);
+                }
+                let reads = self.0.clone();
+                FieldAccess::Computed {
+                    name: field.to_owned(),
+                    compute: Arc::new(move |doc: &dyn Node| {
+                        reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        std::borrow::Cow::Owned(doc.get("c").map_or(Value::Null, Node::to_json))
+                    }),
+                }
+            }
+        }
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mapper = Counting(reads.clone());
+        let options = CompileOptions {
+            fields: &mapper,
+            ..CompileOptions::default()
+        };
+        let compile = |query: &str| eql::compile(&eql::parse(query).unwrap(), &options).unwrap();
+        let queries = [
+            compile(r#"any where computed == "x" and verb == "delete""#),
+            compile(
+                r#"sequence [any where verb == "get" and computed == "y"] [any where verb == "list"]"#,
+            ),
+            compile(r#"any where verb != "get""#),
+        ];
+        let mut prefilter = Prefilter::new(&queries);
+        let mut fed = |event: Value| {
+            prefilter.observe(&event);
+            (0..queries.len())
+                .map(|rule| prefilter.may_match(rule))
+                .collect::<Vec<_>>()
+        };
+        // The path condition on `verb` is checked first: `computed` is read once, and only when a verb fits.
+        assert_eq!(
+            fed(json!({"verb": "watch", "c": "x"})),
+            [false, false, true]
+        );
+        assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            fed(json!({"verb": "delete", "c": "x"})),
+            [true, false, true]
+        );
+        assert_eq!(fed(json!({"verb": "get", "c": "x"})), [false, false, true]);
+        assert_eq!(fed(json!({"verb": "get", "c": "y"})), [false, true, true]);
+        assert_eq!(fed(json!({"verb": "list"})), [false, true, true]);
+        assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // A non-string value may still meet a condition (`1 == "1"`): it rules nothing out.
+        assert_eq!(fed(json!({"verb": 7, "c": 7})), [true, true, true]);
     }
 
     #[test]
