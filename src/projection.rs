@@ -345,18 +345,19 @@ impl<'a> Doc<'a> {
     /// The member `key` of an object.
     fn get(&self, key: &str) -> Option<&'a Doc<'a>> {
         match self {
-            // Many keys share a length (`kind`, `verb`, `user`): their first bytes tell them apart without memcmp.
             Doc::Object { members, .. } => members
                 .iter()
-                .find(|(name, _)| {
-                    name.len() == key.len()
-                        && name.as_bytes().first() == key.as_bytes().first()
-                        && *name == key
-                })
+                .find(|(name, _)| same_key(name, key))
                 .map(|(_, value)| value),
             _ => None,
         }
     }
+}
+
+/// Key equality, for keys that often share a length (`kind`, `verb`, `user`): their first bytes tell them apart
+/// without calling memcmp.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 impl Node for Doc<'_> {
@@ -477,11 +478,10 @@ impl<'de> Visitor<'de> for Project<'de> {
                 }
             };
             // A repeated key keeps its last value.
-            match members.iter_mut().find(|(known, _): &&mut (&str, Doc)| {
-                known.len() == key.len()
-                    && known.as_bytes().first() == key.as_bytes().first()
-                    && *known == key
-            }) {
+            match members
+                .iter_mut()
+                .find(|(known, _): &&mut (&str, Doc)| same_key(known, key))
+            {
                 Some(member) => member.1 = value,
                 None => members.push((key, value)),
             }
