@@ -141,6 +141,14 @@ impl Projection {
         }
     }
 
+    /// Also reads `paths` of every event (raw-event paths, or document paths for ECS input), for the caller's own
+    /// checks on the projected events (e.g. who made the request).
+    pub fn reading(mut self, paths: impl IntoIterator<Item = Vec<String>>) -> Self {
+        let extra = line_selection(paths, self.input);
+        self.line.merge(&extra);
+        self
+    }
+
     /// Also reads `paths` of each event (raw-event paths, or document paths for ECS input), on demand, for the
     /// events shown to users ([`ProjectedEvent::shown`]): the whole event need not be parsed for them.
     pub fn showing(self, paths: impl IntoIterator<Item = Vec<String>>) -> Self {

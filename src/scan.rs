@@ -14,7 +14,7 @@ use crate::alert;
 use crate::audit::event::MalformedReason;
 use crate::audit::lines::{Line, read_capped_line};
 use crate::crd::{AlertEvent, Severity};
-use crate::engine::{Detector, Input, Rule};
+use crate::engine::{Detector, Input, Match, Rule};
 use crate::eql::{CompiledQuery, Node};
 use crate::projection::{ProjectedEvent, Projection};
 
@@ -130,11 +130,7 @@ pub fn scan(
         .collect();
     match Detector::new(engine_rules) {
         Ok(mut detector) => {
-            let mut recent: VecDeque<(u64, Origin, AlertEvent)> = VecDeque::new();
-            // `recent` is pruned of events no open sequence holds when it reaches this length (amortised: asking the
-            // detector walks its open sequences).
-            let mut prune_at = PRUNE_AT_LEAST;
-            let mut current: Vec<(u64, Origin, AlertEvent)> = Vec::new();
+            let mut history = EventHistory::new();
             for_each_event(
                 files,
                 config,
@@ -143,48 +139,14 @@ pub fn scan(
                 diagnostics,
                 |id, origin, event, summary| {
                     let matches = detector.observe(id, event.projected());
-                    // Later hits can only name events an open sequence holds: only theirs are kept.
-                    let keep = detector.holds_last_event();
-                    if matches.is_empty() && !keep {
-                        return Ok(());
-                    }
-                    current.clear();
-                    current.push((id, origin.clone(), metadata(config.input, event.shown())));
-                    for found in matches {
-                        summary.matches += 1;
-                        let events: Vec<(&Origin, &AlertEvent)> = found
-                            .events
-                            .iter()
-                            .flatten()
-                            .filter_map(|event_id| {
-                                // Ids grow with each event: `recent` is sorted by id.
-                                let earlier = || {
-                                    let at =
-                                        recent.binary_search_by_key(event_id, |(id, _, _)| *id);
-                                    at.ok().and_then(|at| recent.get(at))
-                                };
-                                current
-                                    .iter()
-                                    .find(|(id, _, _)| id == event_id)
-                                    .or_else(earlier)
-                                    .map(|(_, origin, event)| (origin, event))
-                            })
-                            .collect();
-                        printer.print(found.rule, &events)?;
-                    }
-                    if keep {
-                        recent.extend(current.drain(..));
-                        if recent.len() >= prune_at {
-                            // A later match can only name events an open sequence holds.
-                            let held = detector.held_events();
-                            recent.retain(|(id, _, _)| held.binary_search(id).is_ok());
-                            prune_at = (2 * recent.len()).max(PRUNE_AT_LEAST);
-                        }
-                        while recent.len() > RECENT_EVENTS_KEPT {
-                            recent.pop_front();
-                        }
-                    }
-                    Ok(())
+                    summary.matches += matches.len() as u64;
+                    history.observed(
+                        &detector,
+                        (id, origin),
+                        &matches,
+                        || metadata(config.input, event.shown()),
+                        Some(&mut printer),
+                    )
                 },
             )?;
         }
@@ -224,6 +186,78 @@ pub fn scan(
         }
     }
     Ok(summary)
+}
+
+/// The alert metadata of the events a later sequence match may name: those an open sequence holds.
+struct EventHistory {
+    /// Ascending by event id.
+    held: VecDeque<(u64, Origin, AlertEvent)>,
+    /// `held` is pruned of events no open sequence holds when it reaches this length (amortised: asking the
+    /// detector walks its open sequences).
+    prune_at: usize,
+}
+
+impl EventHistory {
+    fn new() -> Self {
+        EventHistory {
+            held: VecDeque::new(),
+            prune_at: PRUNE_AT_LEAST,
+        }
+    }
+
+    /// Takes what `detector` made of the event it last observed (`id`, from `origin`): prints its `matches` to
+    /// `printer` (none: a replayed line, printed before) and keeps its metadata (read by `metadata`, only if
+    /// needed) while an open sequence holds it.
+    fn observed(
+        &mut self,
+        detector: &Detector,
+        (id, origin): (u64, &Origin),
+        matches: &[Match],
+        metadata: impl FnOnce() -> AlertEvent,
+        printer: Option<&mut Printer<'_>>,
+    ) -> Result<(), ScanError> {
+        // Later hits can only name events an open sequence holds: only theirs are kept.
+        let keep = detector.holds_last_event();
+        if !keep && (matches.is_empty() || printer.is_none()) {
+            return Ok(());
+        }
+        let this = (id, origin.clone(), metadata());
+        if let Some(printer) = printer {
+            for found in matches {
+                let events: Vec<(&Origin, &AlertEvent)> = found
+                    .events
+                    .iter()
+                    .flatten()
+                    .filter_map(|event_id| {
+                        let (_, origin, event) = match *event_id == id {
+                            true => &this,
+                            // Ids grow with each event: `held` is sorted by id.
+                            false => self.held.get(
+                                self.held
+                                    .binary_search_by_key(event_id, |(id, _, _)| *id)
+                                    .ok()?,
+                            )?,
+                        };
+                        Some((origin, event))
+                    })
+                    .collect();
+                printer.print(found.rule, &events)?;
+            }
+        }
+        if keep {
+            self.held.push_back(this);
+            if self.held.len() >= self.prune_at {
+                let held = detector.held_events();
+                self.held
+                    .retain(|(id, _, _)| held.binary_search(id).is_ok());
+                self.prune_at = (2 * self.held.len()).max(PRUNE_AT_LEAST);
+            }
+            while self.held.len() > RECENT_EVENTS_KEPT {
+                self.held.pop_front();
+            }
+        }
+        Ok(())
+    }
 }
 
 fn metadata(input: Input, event: &dyn Node) -> AlertEvent {

@@ -3,7 +3,10 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
+use crate::eql::Node;
+
+/// Where [`IgnoredUsers::ignores`] reads in a raw audit event.
+pub const USERNAME_PATH: [&str; 2] = ["user", "username"];
 
 #[derive(Debug, Clone, Default)]
 pub struct IgnoredUsers {
@@ -18,11 +21,13 @@ impl IgnoredUsers {
     }
 
     /// Whether `event` (a raw audit event) was made by an ignored user.
-    pub fn ignores(&self, event: &Value) -> bool {
+    pub fn ignores(&self, event: &dyn Node) -> bool {
+        let [user, username] = USERNAME_PATH;
         !self.names.is_empty()
             && event
-                .pointer("/user/username")
-                .and_then(Value::as_str)
+                .get(user)
+                .and_then(|user| user.get(username))
+                .and_then(|name| name.as_str())
                 .is_some_and(|name| self.names.contains(name))
     }
 }

@@ -12,15 +12,18 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::counters::IngestCounters;
-use crate::audit::event::{parse_audit_line, parse_ecs_line};
-use crate::audit::follow::{FileKey, FollowConfig, FollowError, Follower, Position};
-use crate::audit::users::IgnoredUsers;
-use crate::crd::AlertEvent;
-use crate::engine::{Detector, Input, Rule};
-use crate::eql::{CompileError, CompiledQuery, QueryKind};
+use bumpalo::Bump;
 
-use super::{Origin, Printer, RECENT_EVENTS_KEPT, RuleInfo, ScanConfig, ScanError, metadata};
+use crate::audit::counters::IngestCounters;
+use crate::audit::follow::{FileKey, FollowConfig, FollowError, Follower, Position};
+use crate::audit::users::{IgnoredUsers, USERNAME_PATH};
+use crate::engine::{Detector, Rule};
+use crate::eql::{CompileError, CompiledQuery};
+use crate::projection::Projection;
+
+use super::{
+    EventHistory, Origin, Printer, RuleInfo, ScanConfig, ScanError, metadata, metadata_paths,
+};
 
 /// How long one wait for new lines lasts; only bounds how long a batch-less loop turn takes.
 const WAIT: Duration = Duration::from_secs(1);
@@ -45,13 +48,15 @@ pub fn follow(
     diagnostics: &mut dyn Write,
 ) -> Result<Infallible, FollowScanError> {
     let (infos, queries): (Vec<RuleInfo>, Vec<CompiledQuery>) = rules.into_iter().unzip();
-    let keep_recent = queries.iter().any(|q| q.kind() != QueryKind::Event);
+    let projection = Projection::new(&queries, config.input)
+        .showing(metadata_paths(config.input))
+        .reading([USERNAME_PATH.map(str::to_owned).to_vec()]);
     let engine_rules = infos
         .iter()
-        .zip(queries)
+        .zip(&queries)
         .map(|(info, query)| Rule {
             name: info.name.as_str().into(),
-            query,
+            query: query.clone(),
         })
         .collect();
     let mut detector = Detector::new(engine_rules)
@@ -66,7 +71,9 @@ pub fn follow(
     let mut names: HashMap<FileKey, Arc<str>> = HashMap::new();
     // Where each event not yet behind the checkpoint starts, by event id (ascending).
     let mut starts: VecDeque<(u64, Position)> = VecDeque::new();
-    let mut recent: VecDeque<(u64, Origin, AlertEvent)> = VecDeque::new();
+    let mut history = EventHistory::new();
+    // Holds the projected objects of one line at a time.
+    let mut arena = Bump::new();
     let mut next_id = 0u64;
     let mut committed: Option<Position> = None;
     let output_error = |error: io::Error| FollowScanError::Scan(ScanError::Output(error));
@@ -99,12 +106,9 @@ pub fn follow(
                 file,
                 line: line.end.line,
             };
-            let parsed = match config.input {
-                Input::Audit => parse_audit_line(bytes),
-                Input::Ecs => parse_ecs_line(bytes).map(|document| vec![document]),
-            };
-            let events = match parsed {
-                Ok(events) => events,
+            arena.reset();
+            let read = match projection.read_line(bytes, &arena) {
+                Ok(read) => read,
                 Err(reason) => {
                     counters.malformed(reason, &origin.file, line.start.offset);
                     if counters.malformed_count(reason) == 1 {
@@ -118,45 +122,26 @@ pub fn follow(
                     continue;
                 }
             };
-            for event in &events {
-                if ignored.ignores(event) {
+            for event in read.events() {
+                if ignored.ignores(event.projected()) {
                     counters.ignored_event();
                     continue;
                 }
                 let id = next_id;
                 next_id += 1;
                 starts.push_back((id, line.start));
-                let matches = detector.observe(id, event);
-                if matches.is_empty() && !keep_recent {
-                    continue;
-                }
-                if !keep_recent {
-                    recent.clear();
-                }
-                recent.push_back((id, origin.clone(), metadata(config.input, event)));
-                while recent.len() > RECENT_EVENTS_KEPT {
-                    recent.pop_front();
-                }
-                if line.replayed {
-                    continue; // its alerts were written before the restart
-                }
-                for found in matches {
-                    let events: Vec<(&Origin, &AlertEvent)> = found
-                        .events
-                        .iter()
-                        .flatten()
-                        .filter_map(|event_id| {
-                            recent
-                                .iter()
-                                .rev()
-                                .find(|(id, _, _)| id == event_id)
-                                .map(|(_, origin, event)| (origin, event))
-                        })
-                        .collect();
-                    printer
-                        .print(found.rule, &events)
-                        .map_err(FollowScanError::Scan)?;
-                }
+                let matches = detector.observe(id, event.projected());
+                // A replayed line's alerts were printed before the restart.
+                let printer = (!line.replayed).then_some(&mut printer);
+                history
+                    .observed(
+                        &detector,
+                        (id, &origin),
+                        &matches,
+                        || metadata(config.input, event.shown()),
+                        printer,
+                    )
+                    .map_err(FollowScanError::Scan)?;
             }
         }
         printer.out.flush().map_err(output_error)?;
