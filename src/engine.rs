@@ -2,6 +2,7 @@
 //! they live in the raw event, so no ECS document is built per event), and a `Detector` that feeds every event to
 //! every rule and says which matched. Pure: no Kubernetes client, no async runtime, no clock.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -438,6 +439,52 @@ impl Detector {
     }
 }
 
+/// Once this many events are kept, they are pruned to those open sequences still hold (then at twice what is left).
+pub(crate) const PRUNE_AT_LEAST: usize = 4096;
+
+/// What a caller keeps of the events open sequences hold (alert metadata, where they were read), so that a later
+/// sequence match can name them: pruned of events no open sequence holds any more as it grows, and bounded.
+pub struct HeldEvents<T> {
+    /// Ascending by event id.
+    events: VecDeque<(u64, T)>,
+    prune_at: usize,
+    limit: usize,
+}
+
+impl<T> HeldEvents<T> {
+    /// Keeps at most `limit` events (the oldest go first), for sequences that hold more without a `maxspan`.
+    pub fn new(limit: usize) -> Self {
+        HeldEvents {
+            events: VecDeque::new(),
+            prune_at: PRUNE_AT_LEAST,
+            limit,
+        }
+    }
+
+    /// Keeps `data` for event `id`, which `detector` observed last and [holds](Detector::holds_last_event).
+    pub fn keep(&mut self, detector: &Detector, id: u64, data: T) {
+        self.events.push_back((id, data));
+        if self.events.len() >= self.prune_at {
+            // Asking the detector walks its open sequences: amortised over as many events as are left.
+            let held = detector.held_events();
+            self.events.retain(|(id, _)| held.binary_search(id).is_ok());
+            self.prune_at = (2 * self.events.len()).max(PRUNE_AT_LEAST);
+        }
+        while self.events.len() > self.limit {
+            self.events.pop_front();
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<&T> {
+        // Ids grow with each event: kept in order.
+        let at = self
+            .events
+            .binary_search_by_key(&id, |(kept, _)| *kept)
+            .ok()?;
+        self.events.get(at).map(|(_, data)| data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,6 +679,32 @@ mod tests {
         detector.observe(11, &audit("carol", "list", "secrets"));
         assert!(detector.held_events().is_empty(), "no stage passed");
         assert!(!detector.holds_last_event());
+    }
+
+    #[test]
+    fn held_events_keep_what_open_sequences_hold_and_no_more_than_their_limit() {
+        let mut detector = Detector::new(vec![get_then_delete()]).unwrap();
+        let mut kept = HeldEvents::new(usize::MAX);
+        // Each get by bob replaces his pending sequence: only the last one stays held.
+        for id in 0..PRUNE_AT_LEAST as u64 + 10 {
+            detector.observe(id, &audit("bob", "get", "secrets"));
+            kept.keep(&detector, id, format!("bob {id}"));
+        }
+        let last = PRUNE_AT_LEAST as u64 + 9;
+        assert_eq!(kept.get(last), Some(&format!("bob {last}")));
+        assert_eq!(kept.get(0), None, "pruned once no sequence held it");
+        // Pruned when 4096 were kept (one left), then 10 more.
+        assert_eq!(kept.events.len(), 11);
+
+        let mut bounded = HeldEvents::new(2);
+        for id in 0..3 {
+            detector.observe(100 + id, &audit(&format!("user-{id}"), "get", "secrets"));
+            bounded.keep(&detector, 100 + id, id);
+        }
+        assert_eq!(
+            [100, 101, 102].map(|id| bounded.get(id).copied()),
+            [None, Some(1), Some(2)]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! stays flat however large the file, except for rules that need the whole input (`| tail`, `sample`), which are
 //! evaluated once everything is read.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::alert;
 use crate::audit::event::MalformedReason;
 use crate::audit::lines::{Line, read_capped_line};
 use crate::crd::{AlertEvent, Severity};
-use crate::engine::{Detector, Input, Match, Rule};
+use crate::engine::{Detector, HeldEvents, Input, Match, Rule};
 use crate::eql::{CompiledQuery, Node};
 use crate::projection::{ProjectedEvent, Projection};
 
@@ -97,11 +97,8 @@ struct Origin {
     line: u64,
 }
 
-/// Sequence matches name earlier events; their metadata is kept for at most this many recent events (fewer when
-/// open sequences hold fewer: see [`PRUNE_AT_LEAST`]).
+/// Sequence matches name earlier events; the metadata of at most this many events open sequences hold is kept.
 const RECENT_EVENTS_KEPT: usize = 200_000;
-/// The kept metadata is pruned to what open sequences hold once it has at least this many events.
-const PRUNE_AT_LEAST: usize = 4096;
 /// How much of a malformed line is shown (its contents may be sensitive).
 const MALFORMED_PREFIX_CHARS: usize = 16;
 
@@ -188,21 +185,12 @@ pub fn scan(
     Ok(summary)
 }
 
-/// The alert metadata of the events a later sequence match may name: those an open sequence holds.
-struct EventHistory {
-    /// Ascending by event id.
-    held: VecDeque<(u64, Origin, AlertEvent)>,
-    /// `held` is pruned of events no open sequence holds when it reaches this length (amortised: asking the
-    /// detector walks its open sequences).
-    prune_at: usize,
-}
+/// Prints matches, naming earlier events from the metadata kept of the events open sequences hold.
+struct EventHistory(HeldEvents<(Origin, AlertEvent)>);
 
 impl EventHistory {
     fn new() -> Self {
-        EventHistory {
-            held: VecDeque::new(),
-            prune_at: PRUNE_AT_LEAST,
-        }
+        EventHistory(HeldEvents::new(RECENT_EVENTS_KEPT))
     }
 
     /// Takes what `detector` made of the event it last observed (`id`, from `origin`): prints its `matches` to
@@ -221,40 +209,24 @@ impl EventHistory {
         if !keep && (matches.is_empty() || printer.is_none()) {
             return Ok(());
         }
-        let this = (id, origin.clone(), metadata());
+        let this = (origin.clone(), metadata());
         if let Some(printer) = printer {
             for found in matches {
                 let events: Vec<(&Origin, &AlertEvent)> = found
                     .events
                     .iter()
                     .flatten()
-                    .filter_map(|event_id| {
-                        let (_, origin, event) = match *event_id == id {
-                            true => &this,
-                            // Ids grow with each event: `held` is sorted by id.
-                            false => self.held.get(
-                                self.held
-                                    .binary_search_by_key(event_id, |(id, _, _)| *id)
-                                    .ok()?,
-                            )?,
-                        };
-                        Some((origin, event))
+                    .filter_map(|event_id| match *event_id == id {
+                        true => Some(&this),
+                        false => self.0.get(*event_id),
                     })
+                    .map(|(origin, event)| (origin, event))
                     .collect();
                 printer.print(found.rule, &events)?;
             }
         }
         if keep {
-            self.held.push_back(this);
-            if self.held.len() >= self.prune_at {
-                let held = detector.held_events();
-                self.held
-                    .retain(|(id, _, _)| held.binary_search(id).is_ok());
-                self.prune_at = (2 * self.held.len()).max(PRUNE_AT_LEAST);
-            }
-            while self.held.len() > RECENT_EVENTS_KEPT {
-                self.held.pop_front();
-            }
+            self.0.keep(detector, id, this);
         }
         Ok(())
     }
@@ -507,7 +479,8 @@ mod tests {
     fn sequence_matches_name_events_kept_across_pruning() {
         let mut lines = vec![event_line("alice-get", "alice", "get", 0)];
         lines.extend(
-            (0..3 * PRUNE_AT_LEAST).map(|n| event_line(&format!("bob-{n}"), "bob", "get", 0)),
+            (0..3 * crate::engine::PRUNE_AT_LEAST)
+                .map(|n| event_line(&format!("bob-{n}"), "bob", "get", 0)),
         );
         lines.push(event_line("alice-delete", "alice", "delete", 0));
         let (summary, records, _) = scan_lines(
