@@ -3,7 +3,7 @@
 //! the source, which only then advances its checkpoint. When the API server is slow the channels fill, reading
 //! pauses and the checkpoint waits: the log on disk is the buffer.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +12,7 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 
+use bumpalo::Bump;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
@@ -29,14 +30,14 @@ use tracing::{info, warn};
 
 use crate::alert::{self, writer::AlertWriter, writer::PendingAlert};
 use crate::audit::counters::{GapKind, IngestCounters};
-use crate::audit::event::parse_audit_line;
-use crate::audit::follow::{FollowConfig, FollowError, Follower, Gap, Position};
-use crate::audit::users::IgnoredUsers;
+use crate::audit::follow::{FileKey, FollowConfig, FollowError, Follower, Gap, Position};
+use crate::audit::users::{IgnoredUsers, USERNAME_PATH};
 use crate::controller::{self, ActiveRule, Retention, RuleBook};
 use crate::crd::{AlertEvent, DetectionAlert};
-use crate::engine::{Detector, Rule};
-use crate::eql::QueryKind;
+use crate::engine::{Detector, HeldEvents, Input, Rule};
+use crate::eql::Node;
 use crate::metrics::{Metrics, ReasonLabel};
+use crate::projection::Projection;
 use crate::server::{self, ServerState};
 use kube::runtime::reflector::Store;
 use prometheus_client::metrics::counter::Counter;
@@ -47,17 +48,28 @@ use prometheus_client::metrics::family::Family;
 /// advance its checkpoint.
 pub type Acknowledge = Box<dyn FnOnce(Option<Position>) + Send>;
 
-/// One audit event and where its line starts in the log (`None` for sources without positions, the webhook).
-pub struct SourceEvent {
-    pub event: Value,
-    pub start: Option<Position>,
+/// One line of the audit log (an audit `Event` or `EventList`), as read: the engine task parses it, keeping only
+/// what its rules read.
+pub struct SourceLine {
+    pub text: Vec<u8>,
+    pub start: Position,
     /// Read again after a restart to rebuild open sequences: its alerts were written before.
     pub replayed: bool,
+    /// The file it was read from, to report it if it is malformed.
+    pub file: Arc<str>,
+}
+
+/// What a source read, in order.
+pub enum SourceEvents {
+    /// Lines of the audit log.
+    Lines(Vec<SourceLine>),
+    /// Events already parsed (the webhook checks each request it answers); they have no position.
+    Events(Vec<Value>),
 }
 
 /// Audit events read by a source, in order, with what to call once they are handled.
 pub struct SourceBatch {
-    pub events: Vec<SourceEvent>,
+    pub events: SourceEvents,
     /// Losses the source found (also counted and logged there); each becomes a Kubernetes Event.
     pub gaps: Vec<Gap>,
     pub ack: Option<Acknowledge>,
@@ -100,8 +112,8 @@ const LEASE_NAME: &str = "vigil-status-writer";
 
 const LEASE_RETRY: Duration = Duration::from_secs(2);
 
-/// Events kept for sequence matches that name earlier events.
-const RECENT_EVENTS_KEPT: usize = 20_000;
+/// Events open sequences hold whose metadata is kept, for sequence matches that name earlier events.
+const HELD_EVENTS_KEPT: usize = 20_000;
 const SOURCE_QUEUE: usize = 8;
 
 /// The bounded channel between a source and the pipeline.
@@ -124,7 +136,7 @@ pub async fn run(
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let rules_loaded = Arc::new(AtomicBool::new(false));
-    tokio::spawn(export_ingest_counters(counters, metrics.clone()));
+    tokio::spawn(export_ingest_counters(counters.clone(), metrics.clone()));
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
         .map_err(|source| RunError::Metrics {
@@ -211,7 +223,7 @@ pub async fn run(
     tokio::spawn(export_checkpoint_age(last_ack.clone(), metrics.clone()));
     let writer_task = tokio::spawn(write_alerts(writer, writer_receiver, last_ack));
 
-    let mut engine = EngineTask::new(metrics, config.ignored);
+    let mut engine = EngineTask::new(metrics, config.ignored, counters);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -223,19 +235,27 @@ pub async fn run(
                 }
                 let rules = book.borrow_and_update().clone();
                 engine.update_rules(&rules);
-                for SourceEvent { event, start, replayed } in &batch.events {
-                    let pending = engine.observe(event, *start);
-                    if *replayed {
-                        continue;
-                    }
-                    for pending in pending {
-                        if writer_sender.send(WriterItem::Alert(pending)).await.is_err() {
-                            return Ok(());
-                        }
+                let pending: Vec<PendingAlert> = match &batch.events {
+                    SourceEvents::Lines(lines) => lines
+                        .iter()
+                        .flat_map(|line| {
+                            let pending = engine.observe_line(line);
+                            // A replayed line's alerts were written before the restart.
+                            if line.replayed { Vec::new() } else { pending }
+                        })
+                        .collect(),
+                    SourceEvents::Events(events) => events
+                        .iter()
+                        .flat_map(|event| engine.detection.observe(event, || event, || event, None))
+                        .collect(),
+                };
+                for pending in pending {
+                    if writer_sender.send(WriterItem::Alert(pending)).await.is_err() {
+                        return Ok(());
                     }
                 }
                 if let Some(acknowledge) = batch.ack {
-                    let resume = engine.resume_position();
+                    let resume = engine.detection.resume_position();
                     let ack: Ack = Box::new(move || acknowledge(resume));
                     if writer_sender.send(WriterItem::Ack(ack)).await.is_err() {
                         return Ok(());
@@ -311,36 +331,50 @@ async fn write_alerts(
     acknowledge(&mut waiting_acks);
 }
 
-/// The engine side of the pipeline: every rule's state, and from matches to pending alerts.
+/// The engine side of the pipeline: reads lines through a projection of what the rules read, and detects.
 struct EngineTask {
+    /// What the rules, the alert metadata and [`Detection::observe`] read of each line.
+    projection: Projection,
+    /// Holds the projected objects of one line at a time.
+    arena: Bump,
+    counters: Arc<IngestCounters>,
+    detection: Detection,
+}
+
+/// Every rule's state, and from matches to pending alerts.
+struct Detection {
     metrics: Metrics,
     ignored: IgnoredUsers,
     /// The rules being evaluated, in the detector's order, and the detector holding their state.
     rules: Vec<Arc<ActiveRule>>,
     detector: Detector,
-    keeps_recent: bool,
-    /// Recent events' metadata and line starts, for sequence matches and for the resume position.
-    recent: VecDeque<(u64, AlertEvent, Option<Position>)>,
+    /// Metadata and line starts of the events open sequences hold, for their matches and the resume position.
+    held: HeldEvents<(AlertEvent, Option<Position>)>,
     next_id: u64,
 }
 
 impl EngineTask {
-    fn new(metrics: Metrics, ignored: IgnoredUsers) -> Self {
+    fn new(metrics: Metrics, ignored: IgnoredUsers, counters: Arc<IngestCounters>) -> Self {
         EngineTask {
-            metrics,
-            ignored,
-            rules: Vec::new(),
-            detector: Detector::default(),
-            keeps_recent: false,
-            recent: VecDeque::new(),
-            next_id: 0,
+            projection: line_projection(&[]),
+            arena: Bump::new(),
+            counters,
+            detection: Detection {
+                metrics,
+                ignored,
+                rules: Vec::new(),
+                detector: Detector::default(),
+                held: HeldEvents::new(HELD_EVENTS_KEPT),
+                next_id: 0,
+            },
         }
     }
 
     /// Swaps in the current rules between two events; a rule whose generation did not change keeps its state.
     fn update_rules(&mut self, book: &RuleBook) {
-        let unchanged = self.rules.len() == book.active.len()
-            && self
+        let detection = &mut self.detection;
+        let unchanged = detection.rules.len() == book.active.len()
+            && detection
                 .rules
                 .iter()
                 .zip(book.active.values())
@@ -357,77 +391,114 @@ impl EngineTask {
             })
             .collect();
         // activate() only admits streamable queries, so this cannot fail.
-        if let Err((name, error)) = self.detector.replace_rules(rules) {
+        if let Err((name, error)) = detection.detector.replace_rules(rules) {
             warn!(rule = %name, %error, "rule cannot run on a stream; rules not updated");
             return;
         }
-        self.rules = book.active.values().cloned().collect();
-        self.keeps_recent = self
-            .rules
-            .iter()
-            .any(|rule| rule.query.kind() != QueryKind::Event);
-        if !self.keeps_recent {
-            self.recent.clear();
-        }
+        detection.rules = book.active.values().cloned().collect();
+        self.projection = line_projection(&detection.rules);
     }
 
+    /// Detects on the events of one audit log line; a malformed line is counted and skipped.
+    fn observe_line(&mut self, line: &SourceLine) -> Vec<PendingAlert> {
+        self.arena.reset();
+        let read = match self.projection.read_line(&line.text, &self.arena) {
+            Ok(read) => read,
+            Err(reason) => {
+                self.counters
+                    .malformed(reason, &line.file, line.start.offset);
+                return Vec::new();
+            }
+        };
+        read.events()
+            .flat_map(|event| {
+                self.detection.observe(
+                    event.projected(),
+                    || event.shown(),
+                    || event.whole(),
+                    Some(line.start),
+                )
+            })
+            .collect()
+    }
+}
+
+/// What `rules` read of each line, what alert metadata shows (read on demand), and what [`Detection::observe`]
+/// reads itself.
+fn line_projection(rules: &[Arc<ActiveRule>]) -> Projection {
+    let own_paths = [
+        vec!["stageTimestamp".to_owned()],
+        USERNAME_PATH.map(str::to_owned).to_vec(),
+    ];
+    Projection::new(rules.iter().map(|rule| &rule.query), Input::Audit)
+        .showing(
+            alert::METADATA_PATHS
+                .iter()
+                .map(|path| path.iter().map(|segment| (*segment).to_owned()).collect()),
+        )
+        .reading(own_paths)
+}
+
+impl Detection {
     /// Where a restart must read again from so that every open sequence is rebuilt: the line of the oldest event
     /// an open sequence holds.
-    fn resume_position(&mut self) -> Option<Position> {
-        let oldest = self.detector.oldest_held_event();
-        oldest.and_then(|oldest| {
-            self.recent
-                .iter()
-                .find(|(id, _, _)| *id == oldest)
-                .and_then(|(_, _, start)| *start)
-        })
+    fn resume_position(&self) -> Option<Position> {
+        let oldest = self.detector.oldest_held_event()?;
+        self.held.get(oldest).and_then(|(_, start)| *start)
     }
 
-    fn observe(&mut self, event: &Value, start: Option<Position>) -> Vec<PendingAlert> {
+    /// Detects on one audit `event`; `shown` is the event as alert metadata reads it, `whole` the whole event
+    /// (what suppression groups by), both only read for matches.
+    fn observe<'e>(
+        &mut self,
+        event: &'e dyn Node,
+        shown: impl FnOnce() -> &'e dyn Node,
+        whole: impl Fn() -> &'e Value,
+        start: Option<Position>,
+    ) -> Vec<PendingAlert> {
         self.metrics.events_read.inc();
         if self.ignored.ignores(event) {
             return Vec::new();
         }
         let stage_time = event
             .get("stageTimestamp")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<Timestamp>().ok());
+            .and_then(|time| time.as_str())
+            .and_then(|time| time.parse::<Timestamp>().ok());
         if let Some(stage_time) = stage_time {
             let lag = Timestamp::now().duration_since(stage_time).as_secs_f64();
             self.metrics.lag_seconds.observe(lag.max(0.0));
         }
         let id = self.next_id;
         self.next_id += 1;
-        let mut current: Option<AlertEvent> = None;
+        let matches = self.detector.observe(id, event);
+        // Later matches can only name events an open sequence holds: only theirs are kept.
+        let keep = self.detector.holds_last_event();
+        if matches.is_empty() && !keep {
+            return Vec::new();
+        }
+        let this = alert::event_metadata(shown());
         let mut pending = Vec::new();
-        for found in self.detector.observe(id, event) {
+        for found in matches {
             let rule = &self.rules[found.rule];
             self.metrics.rule(&self.metrics.matches, &rule.name).inc();
-            let this = current
-                .get_or_insert_with(|| alert::event_metadata(event))
-                .clone();
             let events: Vec<AlertEvent> = found
                 .events
                 .iter()
                 .flatten()
-                .filter_map(|hit_id| {
-                    if *hit_id == id {
-                        Some(this.clone())
-                    } else {
-                        self.recent
-                            .iter()
-                            .rev()
-                            .find(|(i, _, _)| i == hit_id)
-                            .map(|(_, e, _)| e.clone())
-                    }
+                .filter_map(|hit_id| match *hit_id == id {
+                    true => Some(this.clone()),
+                    false => self.held.get(*hit_id).map(|(event, _)| event.clone()),
                 })
                 .collect();
             let group = (!rule.group_by.is_empty()).then(|| {
                 rule.group_by
                     .iter()
                     .map(|source| {
-                        let values: Vec<String> =
-                            source.values(event).iter().map(|v| v.to_string()).collect();
+                        let values: Vec<String> = source
+                            .values(whole())
+                            .iter()
+                            .map(|v| v.to_string())
+                            .collect();
                         values.join(",")
                     })
                     .collect()
@@ -439,12 +510,8 @@ impl EngineTask {
                 group,
             });
         }
-        if self.keeps_recent {
-            let this = current.unwrap_or_else(|| alert::event_metadata(event));
-            self.recent.push_back((id, this, start));
-            while self.recent.len() > RECENT_EVENTS_KEPT {
-                self.recent.pop_front();
-            }
+        if keep {
+            self.held.keep(&self.detector, id, (this, start));
         }
         pending
     }
@@ -474,23 +541,26 @@ pub fn spawn_file_source(
                 }
                 continue;
             }
-            let mut events = Vec::with_capacity(batch.lines().len());
-            for (line, bytes) in batch.lines() {
-                match parse_audit_line(bytes) {
-                    Ok(parsed) => events.extend(parsed.into_iter().map(|event| SourceEvent {
-                        event,
-                        start: Some(line.start),
-                        replayed: line.replayed,
-                    })),
-                    Err(reason) => {
-                        let source = follower
-                            .file_path(line.start.file)
-                            .map(|path| path.display().to_string())
-                            .unwrap_or_default();
-                        counters.malformed(reason, &source, line.start.offset);
-                    }
-                }
-            }
+            // Each file's path as of this batch (files are renamed as they rotate), to report malformed lines with.
+            let mut files: HashMap<FileKey, Arc<str>> = HashMap::new();
+            let lines = batch
+                .lines()
+                .map(|(line, bytes)| SourceLine {
+                    text: bytes.to_vec(),
+                    start: line.start,
+                    replayed: line.replayed,
+                    file: files
+                        .entry(line.start.file)
+                        .or_insert_with(|| {
+                            follower
+                                .file_path(line.start.file)
+                                .map(|path| path.display().to_string())
+                                .unwrap_or_default()
+                                .into()
+                        })
+                        .clone(),
+                })
+                .collect();
             let ack = batch.end().map(|end| {
                 let acked_sender = acked_sender.clone();
                 Box::new(move |resume: Option<Position>| {
@@ -499,7 +569,7 @@ pub fn spawn_file_source(
             });
             if batches
                 .blocking_send(SourceBatch {
-                    events,
+                    events: SourceEvents::Lines(lines),
                     gaps: batch.gaps.clone(),
                     ack,
                 })
@@ -657,17 +727,9 @@ pub async fn forward_webhook_batches(
     batches: mpsc::Sender<SourceBatch>,
 ) {
     while let Some(events) = received.recv().await {
-        let events = events
-            .into_iter()
-            .map(|event| SourceEvent {
-                event,
-                start: None,
-                replayed: false,
-            })
-            .collect();
         if batches
             .send(SourceBatch {
-                events,
+                events: SourceEvents::Events(events),
                 gaps: Vec::new(),
                 ack: None,
             })

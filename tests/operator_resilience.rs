@@ -116,6 +116,14 @@ async fn wait_for_checkpoint_at_end(vigil: &VigilRun, log: &Path) {
     }
 }
 
+fn metrics(vigil: &VigilRun) -> String {
+    let scraped = std::process::Command::new("curl")
+        .args(["-s", &vigil.metrics_url()])
+        .output()
+        .unwrap();
+    String::from_utf8(scraped.stdout).unwrap()
+}
+
 fn follow(log: &Path) -> String {
     format!("--audit-log={}", log.display())
 }
@@ -256,18 +264,42 @@ async fn a_flood_stays_within_the_write_budget_and_counts_every_match() {
             .iter()
             .all(|a| a.spec.message.contains("flood control"))
     );
-    let metrics = String::from_utf8(
-        std::process::Command::new("curl")
-            .args(["-s", &vigil.metrics_url()])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let metrics = metrics(&vigil);
     assert!(
         metrics.contains("vigil_alerts_folded_total{rule=\"anonymous-pod-write\"}"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn malformed_lines_are_counted_by_reason_and_the_lines_around_them_still_alert() {
+    let cp = ControlPlane::start().await;
+    apply_default_rule(&cp).await;
+    let log = cp.dir().join("audit.log");
+    let mut lines = requests(0, 1);
+    lines.push("{\"kind\":\"Event\",\"auditID\":".to_string());
+    lines.push("{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\"}".to_string());
+    lines.extend(requests(1, 1));
+    append_lines(&log, &lines);
+    let vigil = VigilRun::start(&cp, "node-1", &[&follow(&log)]).await;
+    wait_for_total(&cp, 2, Duration::from_secs(30)).await;
+    let expected = [
+        "vigil_audit_malformed_lines_total{reason=\"invalid_json\"} 1",
+        "vigil_audit_malformed_lines_total{reason=\"not_audit_event\"} 1",
+        "vigil_audit_events_read_total 4",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = metrics(&vigil);
+        if expected.iter().all(|line| metrics.contains(line)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{expected:?} not all in\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test]
