@@ -235,23 +235,23 @@ pub async fn run(
                 }
                 let rules = book.borrow_and_update().clone();
                 engine.update_rules(&rules);
-                let pending: Vec<PendingAlert> = match &batch.events {
-                    SourceEvents::Lines(lines) => lines
-                        .iter()
-                        .flat_map(|line| {
+                match &batch.events {
+                    SourceEvents::Lines(lines) => {
+                        for line in lines {
                             let pending = engine.observe_line(line);
                             // A replayed line's alerts were written before the restart.
-                            if line.replayed { Vec::new() } else { pending }
-                        })
-                        .collect(),
-                    SourceEvents::Events(events) => events
-                        .iter()
-                        .flat_map(|event| engine.detection.observe(event, || event, || event, None))
-                        .collect(),
-                };
-                for pending in pending {
-                    if writer_sender.send(WriterItem::Alert(pending)).await.is_err() {
-                        return Ok(());
+                            if !line.replayed && !send_alerts(&writer_sender, pending).await {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    SourceEvents::Events(events) => {
+                        for event in events {
+                            let pending = engine.detection.observe(event, || event, || event, None);
+                            if !send_alerts(&writer_sender, pending).await {
+                                return Ok(());
+                            }
+                        }
                     }
                 }
                 if let Some(acknowledge) = batch.ack {
@@ -270,6 +270,16 @@ pub async fn run(
         warn!(%error, "the alert writer stopped abnormally");
     }
     Ok(())
+}
+
+/// Hands `pending` alerts to the writer (waiting while its queue is full); false once the writer has stopped.
+async fn send_alerts(writer: &mpsc::Sender<WriterItem>, pending: Vec<PendingAlert>) -> bool {
+    for alert in pending {
+        if writer.send(WriterItem::Alert(alert)).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Alert writes in flight at once: the API server round trip, not vigil, bounds throughput.
