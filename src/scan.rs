@@ -117,15 +117,7 @@ pub fn scan(
         output: config.output,
         out,
     };
-    let engine_rules: Vec<Rule> = infos
-        .iter()
-        .zip(&queries)
-        .map(|(info, query)| Rule {
-            name: info.name.as_str().into(),
-            query: query.clone(),
-        })
-        .collect();
-    match Detector::new(engine_rules) {
+    match Detector::new(engine_rules(&infos, &queries)) {
         Ok(mut detector) => {
             let mut history = EventHistory::new();
             for_each_event(
@@ -183,6 +175,18 @@ pub fn scan(
         }
     }
     Ok(summary)
+}
+
+/// The detector's rules: `queries` under the names of `infos`.
+fn engine_rules(infos: &[RuleInfo], queries: &[CompiledQuery]) -> Vec<Rule> {
+    infos
+        .iter()
+        .zip(queries)
+        .map(|(info, query)| Rule {
+            name: info.name.as_str().into(),
+            query: query.clone(),
+        })
+        .collect()
 }
 
 /// Prints matches, naming earlier events from the metadata kept of the events open sequences hold.

@@ -17,12 +17,13 @@ use bumpalo::Bump;
 use crate::audit::counters::IngestCounters;
 use crate::audit::follow::{FileKey, FollowConfig, FollowError, Follower, Position};
 use crate::audit::users::{IgnoredUsers, USERNAME_PATH};
-use crate::engine::{Detector, Rule};
+use crate::engine::Detector;
 use crate::eql::{CompileError, CompiledQuery};
 use crate::projection::Projection;
 
 use super::{
-    EventHistory, Origin, Printer, RuleInfo, ScanConfig, ScanError, metadata, metadata_paths,
+    EventHistory, Origin, Printer, RuleInfo, ScanConfig, ScanError, engine_rules, metadata,
+    metadata_paths,
 };
 
 /// How long one wait for new lines lasts; only bounds how long a batch-less loop turn takes.
@@ -51,15 +52,7 @@ pub fn follow(
     let projection = Projection::new(&queries, config.input)
         .showing(metadata_paths(config.input))
         .reading([USERNAME_PATH.map(str::to_owned).to_vec()]);
-    let engine_rules = infos
-        .iter()
-        .zip(&queries)
-        .map(|(info, query)| Rule {
-            name: info.name.as_str().into(),
-            query: query.clone(),
-        })
-        .collect();
-    let mut detector = Detector::new(engine_rules)
+    let mut detector = Detector::new(engine_rules(&infos, &queries))
         .map_err(|(name, error)| FollowScanError::NotStreamable { name, error })?;
     let counters = Arc::new(IngestCounters::default());
     let mut follower = Follower::open(follow, counters.clone())?;
