@@ -240,10 +240,8 @@ fn hand_written_default_rule(lines: &[&[u8]]) -> u64 {
 /// to the detector, and read the alert metadata of matched events (and of events a sequence may name later).
 fn engine_path(rules: &[(RuleInfo, CompiledQuery)], lines: &[&[u8]]) -> u64 {
     let queries: Vec<&CompiledQuery> = rules.iter().map(|(_, query)| query).collect();
-    let shown = vigil::alert::METADATA_PATHS
-        .into_iter()
-        .map(|path| path.iter().map(|segment| segment.to_string()).collect());
-    let projection = Projection::new(queries.iter().copied(), Input::Audit).showing(shown);
+    let projection = Projection::new(queries.iter().copied(), Input::Audit)
+        .showing(vigil::alert::metadata_paths(&[]));
     let Ok(mut detector) = Detector::new(engine_rules(rules)) else {
         return 0;
     };

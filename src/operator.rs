@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use crate::alert::{self, writer::AlertWriter, writer::PendingAlert};
 use crate::audit::counters::{GapKind, IngestCounters};
 use crate::audit::follow::{FileKey, FollowConfig, FollowError, Follower, Gap, Position};
-use crate::audit::users::{IgnoredUsers, USERNAME_PATH};
+use crate::audit::users::IgnoredUsers;
 use crate::controller::{self, ActiveRule, Retention, RuleBook};
 use crate::crd::{AlertEvent, DetectionAlert};
 use crate::engine::{Detector, HeldEvents, Input, Rule};
@@ -436,16 +436,9 @@ impl EngineTask {
 /// What `rules` read of each line, what alert metadata shows (read on demand), and what [`Detection::observe`]
 /// reads itself.
 fn line_projection(rules: &[Arc<ActiveRule>]) -> Projection {
-    let own_paths = [
-        vec!["stageTimestamp".to_owned()],
-        USERNAME_PATH.map(str::to_owned).to_vec(),
-    ];
+    let own_paths = [vec!["stageTimestamp".to_owned()], IgnoredUsers::path_read()];
     Projection::new(rules.iter().map(|rule| &rule.query), Input::Audit)
-        .showing(
-            alert::METADATA_PATHS
-                .iter()
-                .map(|path| path.iter().map(|segment| (*segment).to_owned()).collect()),
-        )
+        .showing(alert::metadata_paths(&[]))
         .reading(own_paths)
 }
 

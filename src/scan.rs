@@ -253,13 +253,7 @@ fn metadata_paths(input: Input) -> impl Iterator<Item = Vec<String>> {
         Input::Audit => &[],
         Input::Ecs => &["kubernetes", "audit"],
     };
-    alert::METADATA_PATHS.into_iter().map(move |path| {
-        prefix
-            .iter()
-            .chain(path)
-            .map(|segment| (*segment).to_owned())
-            .collect()
-    })
+    alert::metadata_paths(prefix)
 }
 
 /// Reads every input line by line, hands each event (with a running id and its origin) to `handle`, and reports

@@ -29,6 +29,17 @@ pub const METADATA_PATHS: [&[&str]; 17] = [
     &["annotations"],
 ];
 
+/// [`METADATA_PATHS`] below `prefix` (none for a raw audit event), as a projection takes paths.
+pub fn metadata_paths(prefix: &'static [&'static str]) -> impl Iterator<Item = Vec<String>> {
+    METADATA_PATHS.into_iter().map(move |path| {
+        prefix
+            .iter()
+            .chain(path)
+            .map(|segment| (*segment).to_owned())
+            .collect()
+    })
+}
+
 /// The safe metadata of one raw audit event. Also accepts the `kubernetes.audit` object of an ECS document, whose
 /// annotation keys have `.` replaced by `_`.
 pub fn event_metadata(audit: &dyn Node) -> AlertEvent {

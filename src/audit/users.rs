@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::eql::Node;
 
 /// Where [`IgnoredUsers::ignores`] reads in a raw audit event.
-pub const USERNAME_PATH: [&str; 2] = ["user", "username"];
+const USERNAME_PATH: [&str; 2] = ["user", "username"];
 
 #[derive(Debug, Clone, Default)]
 pub struct IgnoredUsers {
@@ -18,6 +18,11 @@ impl IgnoredUsers {
         IgnoredUsers {
             names: names.into_iter().filter(|name| !name.is_empty()).collect(),
         }
+    }
+
+    /// What [`ignores`](Self::ignores) reads of an event, for a reader that keeps only some of it.
+    pub fn path_read() -> Vec<String> {
+        USERNAME_PATH.map(str::to_owned).to_vec()
     }
 
     /// Whether `event` (a raw audit event) was made by an ignored user.

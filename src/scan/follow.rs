@@ -16,7 +16,7 @@ use bumpalo::Bump;
 
 use crate::audit::counters::IngestCounters;
 use crate::audit::follow::{FileKey, FollowConfig, FollowError, Follower, Position};
-use crate::audit::users::{IgnoredUsers, USERNAME_PATH};
+use crate::audit::users::IgnoredUsers;
 use crate::engine::Detector;
 use crate::eql::{CompileError, CompiledQuery};
 use crate::projection::Projection;
@@ -51,7 +51,7 @@ pub fn follow(
     let (infos, queries): (Vec<RuleInfo>, Vec<CompiledQuery>) = rules.into_iter().unzip();
     let projection = Projection::new(&queries, config.input)
         .showing(metadata_paths(config.input))
-        .reading([USERNAME_PATH.map(str::to_owned).to_vec()]);
+        .reading([IgnoredUsers::path_read()]);
     let mut detector = Detector::new(engine_rules(&infos, &queries))
         .map_err(|(name, error)| FollowScanError::NotStreamable { name, error })?;
     let counters = Arc::new(IngestCounters::default());
